@@ -1,0 +1,115 @@
+"""Reproduce the reference full-ranking numbers of Xu et al. 2024 with seqrec (issue 2).
+
+Runs SASRec with the paper's settings (configs in benchmarks/configs/) and writes
+benchmarks/results/paper_reference.{json,md}: test NDCG@10 / HR@10 at the best valid epoch next to
+the paper's numbers, with seconds per epoch and total time. Results are merged into the existing
+file, so runs can be done one at a time:
+
+    python benchmarks/paper_reference.py --data-dir ../shared/data --only beauty-sasrec-bce
+    python benchmarks/paper_reference.py --data-dir ../shared/data            # all runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from _common import RESULTS, machine, write_result
+from seqrec.config import RunConfig, load_toml, merge, validate
+from seqrec.runs import read_metrics
+from seqrec.train import fit
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+# Xu et al. 2024, arXiv 2402.06216, Table (5-seed means), full ranking, history masked.
+PAPER = {
+    "ml-1m-sasrec-ce": {"ndcg@10": 0.1812, "hr@10": 0.3131},
+    "beauty-sasrec-ce": {"ndcg@10": 0.0597, "hr@10": 0.0986},
+    "beauty-sasrec-bce": {"ndcg@10": 0.0353, "hr@10": 0.0671},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data-dir", default=None, help="folder of named datasets (default $SEQREC_DATA_DIR)"
+    )
+    ap.add_argument(
+        "--only", nargs="*", default=None, choices=sorted(PAPER), help="runs to do (default all)"
+    )
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--out-dir", default="runs/paper_reference", help="where the run folders go")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="override max epochs (smoke tests only)"
+    )
+    args = ap.parse_args()
+
+    out_json = RESULTS / "paper_reference.json"
+    payload = json.loads(out_json.read_text()) if out_json.exists() else {"runs": {}}
+    for name in args.only or sorted(PAPER):
+        cfg = merge(RunConfig(), load_toml(CONFIGS / f"{name}.toml"))
+        cfg = replace(
+            cfg,
+            out_dir=args.out_dir,
+            name=f"{name}-seed{args.seed}",
+            train=replace(cfg.train, seed=args.seed, epochs=args.epochs or cfg.train.epochs),
+        )
+        if args.data_dir:
+            cfg = replace(cfg, data=replace(cfg.data, data_dir=args.data_dir))
+        cfg = validate(cfg)
+        result = fit(cfg)
+        epochs = read_metrics(result.run_dir)
+        per_epoch = [e["epoch_seconds"] for e in epochs]
+        evals = [e["eval_seconds"] for e in epochs if "eval_seconds" in e]
+        payload["runs"][name] = {
+            "config": cfg.to_dict(),
+            "seed": args.seed,
+            "test": result.results["test"],
+            "valid": result.results["valid"],
+            "best_epoch": result.results["best_epoch"],
+            "epochs_run": result.results["epochs_run"],
+            "seconds_per_epoch_median": statistics.median(per_epoch),
+            "seconds_per_eval_median": statistics.median(evals) if evals else None,
+            "train_seconds": result.results["train_seconds"],
+            "wall_seconds": result.results["wall_seconds"],
+            "paper": PAPER[name],
+            "machine": machine(),
+        }
+        write_result("paper_reference", payload, render(payload))
+
+
+def render(payload: dict) -> str:
+    lines = [
+        "# Reference numbers: seqrec vs Xu et al. 2024 (one seed)",
+        "",
+        "Leave-one-out, full ranking over the whole catalogue, the user's history removed from the",
+        "ranking, test metrics at the epoch with the best validation NDCG@10. Paper numbers are",
+        "5-seed means (arXiv 2402.06216). Rerun: `python benchmarks/paper_reference.py --data-dir ../shared/data`.",
+        "",
+        "| run | test NDCG@10 | paper | test HR@10 | paper | best epoch / run | s/epoch | s/eval | total min | seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(payload["runs"].items()):
+        t, p = r["test"], r["paper"]
+        lines.append(
+            f"| {name} | {t['ndcg@10']:.4f} | {p['ndcg@10']:.4f} | {t['hr@10']:.4f} | {p['hr@10']:.4f} | "
+            f"{r['best_epoch']} / {r['epochs_run']} | {r['seconds_per_epoch_median']:.1f} | "
+            f"{(r['seconds_per_eval_median'] or 0):.1f} | {r['wall_seconds'] / 60:.1f} | {r['seed']} |"
+        )
+    any_run = next(iter(payload["runs"].values()), None)
+    if any_run:
+        m = any_run["machine"]
+        lines += [
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

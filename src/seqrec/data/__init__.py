@@ -1,0 +1,1 @@
+"""Data: readers, preprocessing, the CSR sequence store, splits, batching, named datasets."""

@@ -1,0 +1,225 @@
+"""Shared machinery of the sampled losses: draw K negatives, score only the K + 1 rows needed.
+
+A sampled loss defines ``row_loss(pos (N,), neg (N, K), negatives (N, K)) -> (N,)``; this base
+class validates inputs, draws (or accepts injected) negatives, gathers scores and takes the mean.
+No (N, C) logit matrix is ever built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqrec.errors import ConfigError, DataError
+from seqrec.losses.base import History, SequenceLoss
+from seqrec.losses.checks import check_inputs
+from seqrec.losses.samplers import (
+    POOLS,
+    popularity_cdf,
+    popularity_probs,
+    sample_negatives,
+    sample_popular,
+    sample_shared,
+)
+
+#: pools a sampled loss accepts: the config pools plus "popularity" and "shared" (phase 2)
+SAMPLER_POOLS = (*POOLS, "popularity", "shared")
+
+
+#: elements of the (rows, M, d) gathered block per chunk in :func:`gather_scores` (16 MiB fp32)
+GATHER_BLOCK = 1 << 22
+
+
+class _GatherScores(torch.autograd.Function):
+    """scores[i, m] = hidden[i] · item_table[ids[i, m]], row-chunked in both passes."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: Tensor,
+        item_table: Tensor,
+        ids: Tensor,
+        rows: int,
+    ) -> Tensor:
+        n, m = ids.shape
+        out = hidden.new_empty(n, m)  # (N, M)
+        for s in range(0, n, rows):
+            w = item_table[ids[s : s + rows]]  # (r, M, d)
+            torch.bmm(w, hidden[s : s + rows].unsqueeze(2), out=out[s : s + rows].unsqueeze(2))
+        ctx.save_for_backward(hidden, item_table, ids)
+        ctx.rows = rows
+        return out
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None]:
+        hidden, item_table, ids = ctx.saved_tensors
+        rows, d = ctx.rows, hidden.shape[1]
+        grad_h = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None  # (N, d)
+        grad_t = torch.zeros_like(item_table) if ctx.needs_input_grad[1] else None  # (C + 1, d)
+        grad = grad.contiguous()
+        for s in range(0, ids.shape[0], rows):
+            g = grad[s : s + rows]  # (r, M)
+            idx = ids[s : s + rows]  # (r, M)
+            if grad_h is not None:
+                w = item_table[idx]  # (r, M, d)
+                torch.bmm(g.unsqueeze(1), w, out=grad_h[s : s + rows].unsqueeze(1))
+            if grad_t is not None:
+                contrib = g.unsqueeze(2) * hidden[s : s + rows].unsqueeze(1)  # (r, M, d)
+                grad_t.index_add_(0, idx.reshape(-1), contrib.reshape(-1, d))
+        return grad_h, grad_t, None, None
+
+
+def gather_scores(hidden: Tensor, item_table: Tensor, ids: Tensor) -> Tensor:
+    """(N, M) scores of the M items ``ids[i]`` for each row: ``hidden[i] · item_table[ids[i, m]]``.
+
+    Equal (value and gradient) to ``(item_table[ids] * hidden[:, None]).sum(-1)``, but the
+    (N, M, d) gathered block is never held whole: rows are processed in chunks of
+    ~GATHER_BLOCK elements in forward and recomputed in backward (at N = 25,600 positions and
+    K = 500 negatives the whole block would be 3.3 GB).
+    """
+    n, m = ids.shape
+    rows = max(1, GATHER_BLOCK // max(1, m * hidden.shape[1]))
+    if rows >= n:  # small: plain autograd is as lean and simpler
+        return torch.bmm(item_table[ids], hidden.unsqueeze(2)).squeeze(2)
+    return _GatherScores.apply(hidden, item_table, ids.contiguous(), rows)
+
+
+def sampled_scores(
+    hidden: Tensor, targets: Tensor, negatives: Tensor, item_table: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Scores of the targets and the negatives only.
+
+    hidden: (N, d); targets: (N,); negatives: (N, K); item_table: (C + 1, d).
+    Returns s⁺ (N,) and s⁻ (N, K). Shared negatives (an expanded (1, K) draw, row stride 0) are
+    scored with one (N, d)·(d, K) matmul instead of a per-row gather.
+    """
+    if negatives.shape[0] > 1 and negatives.stride(0) == 0:
+        pos = (hidden * item_table[targets]).sum(-1)  # (N,)
+        neg = hidden @ item_table[negatives[0]].T  # (N, K)
+        return pos, neg
+    ids = torch.cat([targets.unsqueeze(1), negatives], dim=1)  # (N, 1 + K)
+    scores = gather_scores(hidden, item_table, ids)  # (N, 1 + K)
+    return scores[:, 0], scores[:, 1:]
+
+
+class SampledLoss(SequenceLoss):
+    """Base of losses on s⁺ and K sampled negative scores s⁻.
+
+    Args:
+        n_items: catalogue size C.
+        negatives: K negatives per position.
+        pool: "all" | "not-target" | "not-history" | "popularity" | "shared" (see samplers).
+        item_counts: int[C + 1] training counts by item id, needed by the "popularity" pool.
+        popularity_power: exponent on counts for the "popularity" pool (word2vec uses 0.75).
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        *,
+        negatives: int = 1,
+        pool: str = "all",
+        item_counts: np.ndarray | None = None,
+        popularity_power: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if n_items < 1:
+            raise ConfigError(f"a sampled loss needs at least one item, got n_items={n_items}")
+        if negatives < 1:
+            raise ConfigError(f"loss.negatives must be >= 1, got {negatives}")
+        if pool not in SAMPLER_POOLS:
+            raise ConfigError(
+                f"unknown negative pool '{pool}'; choose one of {', '.join(SAMPLER_POOLS)}"
+            )
+        self.n_items = n_items
+        self.negatives = negatives
+        self.pool = pool
+        self.popularity_power = popularity_power
+        self.cdf: Tensor | None = None
+        if pool == "popularity":
+            if item_counts is None:
+                raise ConfigError(
+                    "the 'popularity' negative pool needs item_counts (training counts per item)"
+                )
+            if len(item_counts) != n_items + 1:
+                raise ConfigError(
+                    f"item_counts must have C + 1 = {n_items + 1} entries, got {len(item_counts)}"
+                )
+            self.cdf = popularity_cdf(item_counts, popularity_power)
+
+    @classmethod
+    def from_config(
+        cls, cfg: Any, n_items: int, *, item_counts: np.ndarray | None = None
+    ) -> SampledLoss:
+        """Build from a LossConfig (name, negatives, pool, ...)."""
+        return cls(n_items, negatives=cfg.negatives, pool=cfg.pool, item_counts=item_counts)
+
+    def proposal(self) -> Tensor:
+        """float64[C] the probability q(j) of drawing item j + 1 under this loss's pool
+        (uniform for every pool except "popularity"; the exclusion pools are near-uniform)."""
+        if self.cdf is not None:
+            return popularity_probs(self.cdf)
+        return torch.full((self.n_items,), 1.0 / self.n_items, dtype=torch.float64)
+
+    def sample(
+        self,
+        targets: Tensor,
+        *,
+        history: History | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """(N, K) negative ids in 1..C from this loss's pool."""
+        n = targets.shape[0]
+        if self.pool == "popularity":
+            assert self.cdf is not None
+            return sample_popular(n, self.negatives, self.cdf, generator=generator)
+        if self.pool == "shared":
+            return sample_shared(n, self.n_items, self.negatives, generator=generator)
+        return sample_negatives(
+            targets,
+            self.n_items,
+            self.negatives,
+            pool=self.pool,
+            history=history,
+            generator=generator,
+        )
+
+    def row_loss(self, pos: Tensor, neg: Tensor, negatives: Tensor) -> Tensor:
+        """Per-position loss (N,) from s⁺ (N,), s⁻ (N, K) and the negative ids (N, K)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_table: Tensor,
+        *,
+        history: History | None = None,
+        generator: torch.Generator | None = None,
+        negatives: Tensor | None = None,
+    ) -> Tensor:
+        """Mean sampled loss; ``negatives`` (N, K) ids in 1..C, if given, replace the sampler."""
+        check_inputs(hidden, targets, item_table)
+        if item_table.shape[0] - 1 != self.n_items:
+            raise DataError(
+                f"the item table has {item_table.shape[0] - 1} items but the loss was built for "
+                f"{self.n_items}: build the loss with the model's catalogue size"
+            )
+        if negatives is None:
+            negatives = self.sample(targets, history=history, generator=generator)
+        elif negatives.dim() != 2 or negatives.shape[0] != targets.shape[0]:
+            raise DataError(
+                f"negatives must be (N, K) = ({targets.shape[0]}, K) item ids, "
+                f"got {tuple(negatives.shape)}"
+            )
+        elif negatives.numel() and (
+            int(negatives.min()) < 1 or int(negatives.max()) > self.n_items
+        ):
+            raise DataError(f"negatives must be item ids in 1..{self.n_items} (0 is padding)")
+        pos, neg = sampled_scores(hidden, targets, negatives, item_table)
+        return self.row_loss(pos, neg, negatives).mean()

@@ -1,0 +1,211 @@
+"""Full-softmax cross-entropy over the whole catalogue: exact and memory-efficient.
+
+    CE = -(1/N) Σ_i log softmax(h_i · Wᵀ)[t_i]
+       = (1/N) Σ_i ( logsumexp_j(h_i · w_j) - h_i · w_{t_i} ),   j = 1..C
+
+With ``positions="last"`` this is the classic CE of Kang & McAuley's SASRec setting; at every
+position ("all", chosen by the trainer) it is CCE (Li et al. 2023) / "CE" in Xu et al. 2024.
+
+The naive PyTorch equivalent (``ce-naive``, the reference every fast path is tested against)::
+
+    logits = hidden @ item_table[1:].T            # (N, C)
+    loss = F.cross_entropy(logits, targets - 1)
+
+``ce`` computes the same number and the same gradients without ever holding the N × C logits:
+the forward pass streams over item chunks keeping a running shift m and sum s per row
+(log-sum-exp), the backward pass recomputes each chunk's logits (see DESIGN §7 for why: the
+N × C block costs gigabytes at 100k items and does not fit at 1M).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqrec.losses.base import History, SequenceLoss
+from seqrec.losses.checks import check_inputs
+
+#: default number of items per chunk: big enough for an efficient matmul, small enough that
+#: the (N, chunk) float32 block stays a few tens of MiB at N = 12,800
+DEFAULT_CHUNK = 2048
+
+# a per-chunk sum of exp(logit - m) above this means the running shift m is too small for that
+# row: the chunk is recomputed for those rows with an exact max; keeps every float finite
+_RESCALE = 1e30
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64 (gradcheck); everything else is accumulated in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _chunk_view(buf: Tensor, rows: int, width: int) -> Tensor:
+    """A contiguous (rows, width) view on the front of a flat reusable buffer."""
+    return buf[: rows * width].view(rows, width)
+
+
+def chunked_logsumexp(
+    hidden: Tensor, weight: Tensor, shift: Tensor, chunk_size: int = DEFAULT_CHUNK
+) -> Tensor:
+    """Row-wise log Σ_j exp(hidden_i · weight_j) over all rows of ``weight``, chunk by chunk.
+
+    hidden: (N, d); weight: (C, d); shift: (N,) a starting guess of each row's max logit (the
+    target logit is a good one: it makes most rows need no rescaling at all).
+    Returns (N,) in the dtype of ``hidden``. Memory: one (N, chunk_size) buffer.
+
+    The shift m is folded into the matmul (``addmm(-m, h, Wᵀ)``), so each chunk costs one matmul,
+    one in-place exp and one row sum. A chunk whose terms would overflow is redone, for the rows
+    concerned only, with that chunk's exact max; a running sum that grows large is folded into m.
+    """
+    n, c = hidden.shape[0], weight.shape[0]
+    m = shift.clone()  # (N,) running shift
+    s = torch.zeros_like(m)  # (N,) running Σ exp(logit - m)
+    neg_m = (-m).unsqueeze(1)  # (N, 1)
+    buf = torch.empty(n * min(chunk_size, c), dtype=hidden.dtype)
+    for start in range(0, c, chunk_size):
+        w = weight[start : start + chunk_size]  # (c', d)
+        block = _chunk_view(buf, n, w.shape[0])  # (N, c')
+        torch.addmm(neg_m, hidden, w.T, out=block)  # logit - m
+        block.exp_()
+        part = block.sum(1)  # (N,)
+        bad = ~(part < _RESCALE)  # overflow, inf or nan
+        if bad.any():
+            rows = bad.nonzero().squeeze(1)
+            logits = hidden[rows] @ w.T  # (b, c')
+            top = torch.maximum(logits.amax(1), m[rows])  # (b,)
+            s[rows] *= torch.exp(m[rows] - top)
+            m[rows] = top
+            part[rows] = torch.exp(logits - top.unsqueeze(1)).sum(1)
+            neg_m = (-m).unsqueeze(1)
+        s += part
+        big = s > _RESCALE
+        if big.any():
+            m = torch.where(big, m + torch.log(s), m)
+            s = torch.where(big, torch.ones_like(s), s)
+            neg_m = (-m).unsqueeze(1)
+    return m + torch.log(s)
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Exact mean CE over items 1..C of ``item_table``; see :func:`chunked_cross_entropy`."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: Tensor,
+        item_table: Tensor,
+        targets: Tensor,
+        chunk_size: int,
+    ) -> Tensor:
+        dt = _compute_dtype(hidden.dtype)
+        h = hidden.to(dt)  # (N, d)
+        table = item_table.to(dt)  # (C + 1, d)
+        pos = (h * table[targets]).sum(1)  # (N,) target logits
+        lse = chunked_logsumexp(h, table[1:], pos, chunk_size)  # (N,)
+        ctx.save_for_backward(hidden, item_table, targets, lse)
+        ctx.chunk_size = chunk_size
+        return (lse - pos).mean().to(hidden.dtype)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_output: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None]:
+        hidden, item_table, targets, lse = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if not (need_h or need_w):
+            return None, None, None, None
+        dt = _compute_dtype(hidden.dtype)
+        h = hidden.to(dt)  # (N, d)
+        table = item_table.to(dt)  # (C + 1, d)
+        weight = table[1:]  # (C, d)
+        n, c = h.shape[0], weight.shape[0]
+        g = grad_output.to(dt) / n  # d loss / d (per-row CE)
+        hs = h * g  # (N, d)
+        neg_lse = (-lse).unsqueeze(1)  # (N, 1)
+        grad_h = torch.zeros_like(h) if need_h else None  # (N, d): Σ_j p_ij w_j
+        grad_table = torch.zeros_like(table) if need_w else None  # (C + 1, d), row 0 stays 0
+        grad_w = grad_table[1:] if grad_table is not None else None  # (C, d)
+        chunk_size = ctx.chunk_size
+        buf = torch.empty(n * min(chunk_size, c), dtype=dt)
+        for start in range(0, c, chunk_size):
+            w = weight[start : start + chunk_size]  # (c', d)
+            p = _chunk_view(buf, n, w.shape[0])  # (N, c')
+            torch.addmm(neg_lse, h, w.T, out=p)
+            p.exp_()  # softmax probabilities
+            if grad_h is not None:
+                grad_h.addmm_(p, w)
+            if grad_w is not None:
+                torch.mm(p.T, hs, out=grad_w[start : start + w.shape[0]])
+        # the one-hot part: d/dh_i -= w_{t_i}, d/dw_{t_i} -= h_i
+        gh = None
+        if grad_h is not None:
+            gh = (grad_h.mul_(g) - g * table[targets]).to(hidden.dtype)
+        gw = None
+        if grad_table is not None:
+            grad_table.index_add_(0, targets, hs, alpha=-1)
+            gw = grad_table.to(item_table.dtype)
+        return gh, gw, None, None
+
+
+def chunked_cross_entropy(
+    hidden: Tensor, item_table: Tensor, targets: Tensor, *, chunk_size: int = DEFAULT_CHUNK
+) -> Tensor:
+    """Exact mean full-softmax CE without materialising the (N, C) logits.
+
+    hidden: (N, d); item_table: (C + 1, d), row 0 = padding (never a candidate, zero gradient);
+    targets: (N,) in 1..C. Equal in value and gradient to
+    ``F.cross_entropy(hidden @ item_table[1:].T, targets - 1)``.
+    Extra memory: one (N, chunk_size) buffer plus O(N + C·d); compute is accumulated in float32
+    (float64 inputs stay float64).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return _ChunkedCrossEntropy.apply(hidden, item_table, targets, chunk_size)
+
+
+class ChunkedCE(SequenceLoss):
+    """``ce``: exact full-softmax cross-entropy, computed in item chunks (memory-efficient).
+
+    ``cce`` is not a separate loss: it is ``ce`` at every position (``positions="all"``), a
+    choice the trainer makes.
+    """
+
+    name = "ce"
+
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK) -> None:
+        super().__init__()
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.chunk_size = chunk_size
+
+    def forward(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_table: Tensor,
+        *,
+        history: History | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        check_inputs(hidden, targets, item_table)
+        return chunked_cross_entropy(hidden, item_table, targets, chunk_size=self.chunk_size)
+
+
+class NaiveCE(SequenceLoss):
+    """``ce-naive``: F.cross_entropy on the materialised (N, C) logits (reference, baseline)."""
+
+    name = "ce-naive"
+
+    def forward(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_table: Tensor,
+        *,
+        history: History | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        check_inputs(hidden, targets, item_table)
+        logits = hidden @ item_table[1:].T  # (N, C)
+        return F.cross_entropy(logits, targets - 1)

@@ -1,0 +1,216 @@
+"""SASRec: self-attentive sequential recommendation (Kang & McAuley, ICDM 2018).
+
+Faithful to the paper and its two reference implementations (the authors' TensorFlow code,
+``kang205/SASRec``, and the widely used PyTorch port, ``pmixer/SASRec.pytorch``)::
+
+    x      = dropout(E[items] * sqrt(d) + P[positions])      # (B, L, d), then padding rows := 0
+    for each of `layers` blocks:
+        q  = LayerNorm(x)                                    # layer-normed queries only
+        x  = q + MultiHeadAttention(q, k=x, v=x, causal & key-not-padding mask)
+        x  = LayerNorm(x)
+        x  = x + Dropout(W2 Dropout(ReLU(W1 x + b1)) + b2)  # point-wise FFN with its own residual
+        x  = x * not_padding                                 # padding rows := 0
+    hidden = LayerNorm(x)                                    # final LayerNorm
+
+All LayerNorms use eps = 1e-8 as both references do. Attention has input projections for Q, K,
+V and an output projection (as ``torch.nn.MultiheadAttention`` in the PyTorch port).
+
+Positions with left padding: the most recent item is always in the last column, and its position
+index is always ``maxlen - 1`` whatever the batch width L, i.e. ``positions = arange(maxlen - L,
+maxlen)``. This is what both references compute on a full ``maxlen`` window, so a batch trimmed
+to its longest row gives exactly the same hidden states as the full window. The attention mask
+also hides padding keys (as the TF reference does), so extra left padding never changes the
+hidden state of a real position. A padding query would then see no key at all; it may attend to
+itself (the diagonal is always allowed) so that no NaN appears; its output is zeroed anyway.
+
+Initialisation (stated, as the references differ in details): every weight matrix, including
+the item and position tables, is ``xavier_normal_`` as in the PyTorch port; biases start at 0
+(TF's default, and ``nn.MultiheadAttention``'s for its projections); LayerNorm weight 1, bias 0;
+row 0 of the item table (padding) is 0 and receives no gradient from the input lookup
+(``padding_idx=0``).
+
+Parameters: (C + 1)·d item table + maxlen·d positions + layers·(6d² + 10d) + 2d final norm;
+for C = 12101, d = 64, maxlen = 50, 2 blocks: 828,288.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqrec.config import ModelConfig
+from seqrec.errors import ConfigError, SeqrecError
+from seqrec.models.base import SequentialRecommender
+
+LN_EPS = 1e-8  # both reference implementations
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention with separate query and key/value inputs (SASRec: Q = LN(x), K = V = x)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, queries: Tensor, keys: Tensor, allowed: Tensor) -> Tensor:
+        """queries, keys: (B, L, d); allowed: bool (B, 1, L, L), True where query i may see key j."""
+        B, L, d = queries.shape
+        H = self.heads
+
+        def split(t: Tensor) -> Tensor:  # (B, L, d) -> (B, H, L, d/H)
+            return t.view(B, L, H, d // H).transpose(1, 2)
+
+        q = split(self.q_proj(queries))  # (B, H, L, d/H)
+        k = split(self.k_proj(keys))  # (B, H, L, d/H)
+        v = split(self.v_proj(keys))  # (B, H, L, d/H)
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, L, d/H)
+        out = out.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
+        return self.out_proj(out)  # (B, L, d)
+
+
+class PointWiseFeedForward(nn.Module):
+    """x + Dropout(W2 Dropout(ReLU(W1 x))): the references' two 1x1 convolutions, as Linear layers."""
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, dim)
+        self.fc2 = nn.Linear(dim, dim)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, L, d) -> (B, L, d)
+        return x + self.dropout2(self.fc2(self.dropout1(F.relu(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """One SASRec block: layer-normed-query attention with residual, LayerNorm, point-wise FFN."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.ffn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ffn = PointWiseFeedForward(dim, dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:  # (B, L, d) -> (B, L, d)
+        q = self.attn_norm(x)  # (B, L, d)
+        x = q + self.attn(q, x, allowed)  # residual from the normed queries, as in both references
+        return self.ffn(self.ffn_norm(x))  # (B, L, d)
+
+
+class SASRec(SequentialRecommender):
+    """SASRec encoder; scores are ``encode(items) @ item_embeddings().T`` (tied item table).
+
+    Args:
+        n_items: catalogue size C (items are 1..C, 0 = padding).
+        dim: hidden size d (= item embedding size).
+        layers: number of self-attention blocks.
+        heads: attention heads (must divide ``dim``).
+        dropout: embedding, attention, and FFN dropout rate.
+        maxlen: longest input; the size of the position table.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        *,
+        dim: int = 64,
+        layers: int = 2,
+        heads: int = 1,
+        dropout: float = 0.2,
+        maxlen: int = 50,
+    ) -> None:
+        super().__init__()
+        if n_items < 1:
+            raise ConfigError(f"SASRec needs at least one item, got n_items={n_items}")
+        if dim < 1 or layers < 1 or heads < 1 or maxlen < 1:
+            raise ConfigError(
+                f"SASRec: dim, layers, heads and maxlen must be >= 1, got dim={dim}, "
+                f"layers={layers}, heads={heads}, maxlen={maxlen}"
+            )
+        if dim % heads:
+            raise ConfigError(f"SASRec: model.dim ({dim}) must be divisible by model.heads ({heads})")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"SASRec: model.dropout must be in [0, 1), got {dropout}")
+        self.n_items, self.dim, self.layers, self.heads = n_items, dim, layers, heads
+        self.dropout, self.maxlen = dropout, maxlen
+
+        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
+        self.pos_emb = nn.Embedding(maxlen, dim)  # (maxlen, d); last column = position maxlen-1
+        self.emb_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, n_items: int) -> SASRec:
+        """Build from a :class:`seqrec.config.ModelConfig` (uses dim, layers, heads, dropout, maxlen)."""
+        return cls(
+            n_items,
+            dim=cfg.dim,
+            layers=cfg.layers,
+            heads=cfg.heads,
+            dropout=cfg.dropout,
+            maxlen=cfg.maxlen,
+        )
+
+    def reset_parameters(self) -> None:
+        """xavier_normal_ on every weight matrix, zero biases, LayerNorm (1, 0), padding row 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.xavier_normal_(module.weight)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def item_embeddings(self) -> Tensor:
+        """float[C + 1, d]: the input item table, also the output table (row 0 = padding)."""
+        return self.item_emb.weight
+
+    def encode(self, items: Tensor) -> Tensor:
+        """items: int[B, L] left-padded with 0, L <= maxlen -> hidden: float[B, L, d]."""
+        _check_items(items, self.maxlen)
+        B, L = items.shape
+        keep = (items != 0).unsqueeze(-1)  # (B, L, 1), False at padding
+
+        positions = torch.arange(self.maxlen - L, self.maxlen, device=items.device)  # (L,)
+        x = self.item_emb(items) * math.sqrt(self.dim)  # (B, L, d)
+        x = x + self.pos_emb(positions)  # (B, L, d), positions broadcast over rows
+        x = self.emb_dropout(x) * keep  # (B, L, d), padding rows zeroed
+
+        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()  # (L, L), j <= i
+        diagonal = torch.eye(L, dtype=torch.bool, device=items.device)  # (L, L)
+        allowed = (causal & keep.transpose(1, 2)) | diagonal  # (B, L, L): key j real, or j == i
+        allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
+
+        for block in self.blocks:
+            x = block(x, allowed) * keep  # (B, L, d), padding rows zeroed after every block
+        return self.final_norm(x)  # (B, L, d)
+
+
+def _check_items(items: Tensor, maxlen: int) -> None:
+    """Raise a one-line SeqrecError for inputs the model cannot encode (shape/dtype/length)."""
+    if items.dim() != 2 or items.dtype not in (torch.int64, torch.int32) or items.shape[1] == 0:
+        raise SeqrecError(
+            f"SASRec.encode expects a non-empty int64 tensor (B, L) of left-padded item ids, got "
+            f"{items.dtype} of shape {tuple(items.shape)}"
+        )
+    if items.shape[1] > maxlen:
+        raise SeqrecError(
+            f"SASRec.encode got {items.shape[1]} columns but model.maxlen is {maxlen}: keep only "
+            f"the last {maxlen} items of each row, or train with a larger model.maxlen"
+        )

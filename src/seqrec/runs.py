@@ -1,0 +1,145 @@
+"""A run is a folder: resolved config, per-epoch metrics, checkpoints, results, environment.
+
+Layout::
+
+    RUN_DIR/
+      config.toml        resolved configuration (what was actually run)
+      environment.json   versions, machine, threads, command line
+      metrics.jsonl      one JSON line per epoch: loss, valid metrics, epoch and wall seconds
+      best/              model.safetensors + model.json + vocab.json of the best valid epoch
+      results.json       final valid/test metrics of the best epoch, baselines, timings
+
+Every file except the JSON-lines log is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from seqrec.config import ModelConfig, RunConfig, load_toml, merge, to_toml, validate
+from seqrec.data.sequences import Vocabulary
+from seqrec.errors import SeqrecError
+from seqrec.io import append_line, atomic_write, atomic_write_text
+from seqrec.models import build_model
+from seqrec.models.base import SequentialRecommender
+
+CONFIG = "config.toml"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+ENVIRONMENT = "environment.json"
+BEST = "best"
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    dataset = Path(cfg.data.dataset).stem if os.sep in cfg.data.dataset else cfg.data.dataset
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{dataset}-{cfg.model.name}-{cfg.loss.name}-{cfg.loss.positions}-{stamp}"
+
+
+def create_run_dir(cfg: RunConfig) -> Path:
+    """Make a new, empty run folder (never reuses one that has files in it)."""
+    run_dir = Path(cfg.out_dir) / (cfg.name or default_run_name(cfg))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SeqrecError(
+            f"run folder {run_dir} already exists and is not empty; choose another --name "
+            "or remove it"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def environment() -> dict[str, Any]:
+    import numpy as np
+
+    import seqrec
+
+    return {
+        "seqrec": seqrec.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "argv": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def start_run(run_dir: Path, cfg: RunConfig) -> None:
+    atomic_write_text(run_dir / CONFIG, to_toml(cfg))
+    write_json(run_dir / ENVIRONMENT, environment())
+
+
+def log_epoch(run_dir: Path, record: dict[str, Any]) -> None:
+    append_line(run_dir / METRICS, json.dumps(record))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Per-epoch records; a torn last line (killed process) is skipped."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def save_checkpoint(
+    folder: Path,
+    model: SequentialRecommender,
+    model_cfg: ModelConfig,
+    vocab: Vocabulary | None,
+    extra: dict[str, Any],
+) -> None:
+    """Write model weights (safetensors), model config and vocabulary, each atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, tmp))
+    meta = {"model": asdict(model_cfg), "n_items": model.n_items, **extra}
+    write_json(folder / "model.json", meta)
+    if vocab is not None:
+        vocab.save(folder / "vocab.json")
+
+
+def load_checkpoint(folder: Path) -> tuple[SequentialRecommender, dict[str, Any]]:
+    folder = Path(folder)
+    meta_path, weights = folder / "model.json", folder / "model.safetensors"
+    if not meta_path.exists() or not weights.exists():
+        raise SeqrecError(
+            f"no checkpoint in {folder} (expected model.json and model.safetensors); "
+            "was the run finished at least one evaluation?"
+        )
+    meta = json.loads(meta_path.read_text())
+    model_cfg = ModelConfig(**meta["model"])
+    model = build_model(model_cfg, int(meta["n_items"]))
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return model, meta
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        raise SeqrecError(f"{run_dir} is not a run folder: it has no {CONFIG}")
+    return validate(merge(RunConfig(), load_toml(run_dir / CONFIG)))

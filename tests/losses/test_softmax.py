@@ -1,0 +1,123 @@
+"""Chunked exact CE against F.cross_entropy on materialised logits (values and gradients)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqrec.errors import DataError
+from seqrec.losses.softmax import ChunkedCE, NaiveCE, chunked_cross_entropy, chunked_logsumexp
+
+
+def _case(n: int, c: int, d: int, scale: float = 1.0, seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    hidden = (torch.randn(n, d, generator=g, dtype=dtype) * scale).requires_grad_()
+    table = (torch.randn(c + 1, d, generator=g, dtype=dtype) * scale).requires_grad_()
+    targets = torch.randint(1, c + 1, (n,), generator=g)
+    return hidden, table, targets
+
+
+def _naive(hidden, table, targets):
+    """The 3-line reference: full logits over items 1..C, then PyTorch's cross-entropy."""
+    logits = hidden @ table[1:].T  # (N, C)
+    return F.cross_entropy(logits, targets - 1)
+
+
+def _value_and_grads(fn, hidden, table, targets):
+    h = hidden.detach().clone().requires_grad_()
+    w = table.detach().clone().requires_grad_()
+    loss = fn(h, w, targets)
+    loss.backward()
+    return loss.detach(), h.grad, w.grad
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "d", "chunk"),
+    [
+        (37, 101, 8, 16),  # chunk does not divide C
+        (1, 50, 5, 7),  # a single row
+        (23, 10, 4, 64),  # C smaller than one chunk
+        (64, 257, 16, 256),  # one full chunk plus a 1-item tail
+        (31, 300, 12, 1),  # degenerate 1-item chunks
+        (50, 333, 32, 2048),
+    ],
+)
+def test_chunked_ce_matches_naive_value_and_gradients(n, c, d, chunk):
+    hidden, table, targets = _case(n, c, d)
+    ref = _value_and_grads(_naive, hidden, table, targets)
+    got = _value_and_grads(
+        lambda h, w, t: chunked_cross_entropy(h, w, t, chunk_size=chunk), hidden, table, targets
+    )
+    for r, x in zip(ref, got, strict=True):
+        torch.testing.assert_close(x, r, rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_ce_large_logits_stay_exact():
+    """Logits near ±1000 (far beyond exp's float32 range; the target is often not the max)
+    exercise the overflow rescaling. Compared with a float64 reference: at |logit| ~ 1000 the
+    float32 logits themselves carry ~1e-4 rounding, so that is the tolerance."""
+    hidden, table, targets = _case(40, 90, 6, scale=12.0, seed=3)
+    ref = _value_and_grads(_naive, hidden.double(), table.double(), targets)
+    got = _value_and_grads(
+        lambda h, w, t: chunked_cross_entropy(h, w, t, chunk_size=13), hidden, table, targets
+    )
+    assert ref[0] > 100  # the case is genuinely extreme
+    for r, x in zip(ref, got, strict=True):
+        assert torch.isfinite(x).all()
+        torch.testing.assert_close(x.double(), r, rtol=1e-5, atol=5e-4)
+
+
+def test_chunked_logsumexp_matches_torch():
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(9, 5, generator=g, dtype=torch.float64) * 30
+    w = torch.randn(77, 5, generator=g, dtype=torch.float64)
+    ref = torch.logsumexp(h @ w.T, dim=1)
+    got = chunked_logsumexp(h, w, torch.zeros(9, dtype=torch.float64), chunk_size=10)
+    torch.testing.assert_close(got, ref)
+
+
+def test_padding_row_gets_zero_gradient():
+    hidden, table, targets = _case(20, 30, 4)
+    _, _, grad_w = _value_and_grads(
+        lambda h, w, t: chunked_cross_entropy(h, w, t, chunk_size=8), hidden, table, targets
+    )
+    assert torch.count_nonzero(grad_w[0]) == 0
+    assert torch.count_nonzero(grad_w[1:]) > 0
+
+
+def test_gradcheck_float64():
+    hidden, table, targets = _case(4, 7, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda h, w: chunked_cross_entropy(h, w, targets, chunk_size=3), (hidden, table)
+    )
+
+
+def test_gradient_only_for_hidden():
+    """Frozen item table: only hidden needs a gradient (and vice versa)."""
+    hidden, table, targets = _case(6, 11, 3)
+    h = hidden.detach().clone().requires_grad_()
+    chunked_cross_entropy(h, table.detach(), targets, chunk_size=4).backward()
+    h_ref = hidden.detach().clone().requires_grad_()
+    _naive(h_ref, table.detach(), targets).backward()
+    torch.testing.assert_close(h.grad, h_ref.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_modules_agree_and_validate():
+    hidden, table, targets = _case(15, 40, 8)
+    a = ChunkedCE(chunk_size=9)(hidden, targets, table)
+    b = NaiveCE()(hidden, targets, table)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match=r"1\.\.40"):
+        ChunkedCE()(hidden, torch.zeros_like(targets), table)
+    with pytest.raises(ValueError):
+        ChunkedCE(chunk_size=0)
+
+
+def test_uniform_scores_give_log_c():
+    """All-zero embeddings: every item equally likely, CE = log C exactly."""
+    c = 123
+    loss = chunked_cross_entropy(
+        torch.zeros(5, 4), torch.zeros(c + 1, 4), torch.arange(1, 6), chunk_size=50
+    )
+    torch.testing.assert_close(loss, torch.tensor(c, dtype=torch.float32).log())

@@ -1,0 +1,151 @@
+"""SASRec specifics: parameter count, a naive per-row reference, positions, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqrec.config import ModelConfig
+from seqrec.errors import ConfigError, SeqrecError
+from seqrec.models import SASRec, build_model
+
+
+def test_parameter_count_matches_hand_computation() -> None:
+    C, d, maxlen = 12101, 64, 50
+    item_table = (C + 1) * d  # 774,528 (row 0 = padding)
+    positions = maxlen * d  # 3,200
+    attention = 4 * (d * d + d)  # Q, K, V, output projections with biases: 16,640
+    ffn = 2 * (d * d + d)  # two point-wise layers with biases: 8,320
+    norms = 2 * 2 * d  # attention-query LayerNorm + FFN LayerNorm: 256
+    block = attention + ffn + norms  # 25,216
+    final_norm = 2 * d  # 128
+    expected = item_table + positions + 2 * block + final_norm
+    assert expected == 828_288
+    model = SASRec(C, dim=d, layers=2, heads=1, maxlen=maxlen)
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def _layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + 1e-8) * norm.weight + norm.bias
+
+
+def naive_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
+    """One row with no padding at all, written from the paper's equations: (n, d)."""
+    n, d, H = len(seq), model.dim, model.heads
+    dh = d // H
+    pos = torch.arange(model.maxlen - n, model.maxlen)  # the last item is position maxlen-1
+    x = model.item_emb.weight[torch.tensor(seq)] * math.sqrt(d) + model.pos_emb.weight[pos]
+    for blk in model.blocks:
+        a = blk.attn
+        q_in = _layer_norm(x, blk.attn_norm)
+        Q = q_in @ a.q_proj.weight.T + a.q_proj.bias
+        K = x @ a.k_proj.weight.T + a.k_proj.bias
+        V = x @ a.v_proj.weight.T + a.v_proj.bias
+        heads = []
+        for h in range(H):
+            s = slice(h * dh, (h + 1) * dh)
+            scores = Q[:, s] @ K[:, s].T / math.sqrt(dh)  # (n, n)
+            scores = scores.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
+            heads.append(torch.softmax(scores, dim=-1) @ V[:, s])
+        attn = torch.cat(heads, dim=-1) @ a.out_proj.weight.T + a.out_proj.bias
+        x = q_in + attn
+        x = _layer_norm(x, blk.ffn_norm)
+        f = blk.ffn
+        x = x + torch.relu(x @ f.fc1.weight.T + f.fc1.bias) @ f.fc2.weight.T + f.fc2.bias
+    return _layer_norm(x, model.final_norm)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_matches_naive_reference_on_padded_batches(heads: int) -> None:
+    torch.manual_seed(0)
+    model = SASRec(30, dim=16, layers=2, heads=heads, dropout=0.3, maxlen=10).eval()
+    with torch.no_grad():  # non-trivial norms and biases so that every term is exercised
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    rows = [[4, 9, 30, 2, 2, 17, 5], [1], [8, 3, 12], [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]]
+    for width in (10, 7):  # full window and a trimmed batch (the 10-long row is then cut)
+        x = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            r = r[-width:]
+            x[i, width - len(r) :] = torch.tensor(r)
+        h = model.encode(x)
+        for i, r in enumerate(rows):
+            r = r[-width:]
+            expected = naive_sasrec(model, r)
+            torch.testing.assert_close(h[i, width - len(r) :], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_positions_are_anchored_at_the_end() -> None:
+    """A one-column batch puts its item at position maxlen-1, not 0 (checked against the block
+    equations written out for a single key, where the attention softmax is exactly 1)."""
+    torch.manual_seed(0)
+    model = SASRec(10, dim=8, layers=1, heads=1, maxlen=6).eval()
+    x = torch.tensor([[3]])
+    expected = model.item_emb.weight[3] * math.sqrt(8) + model.pos_emb.weight[5]
+    blk = model.blocks[0]
+    q = _layer_norm(expected, blk.attn_norm)
+    v = expected @ blk.attn.v_proj.weight.T + blk.attn.v_proj.bias
+    y = q + v @ blk.attn.out_proj.weight.T + blk.attn.out_proj.bias  # one key: softmax = 1
+    y = _layer_norm(y, blk.ffn_norm)
+    y = y + torch.relu(y @ blk.ffn.fc1.weight.T + blk.ffn.fc1.bias) @ blk.ffn.fc2.weight.T
+    y = _layer_norm(y + blk.ffn.fc2.bias, model.final_norm)
+    torch.testing.assert_close(model.encode(x)[0, 0], y, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_rows_are_zero_before_final_norm_and_finite_in_training() -> None:
+    torch.manual_seed(0)
+    model = SASRec(10, dim=8, layers=2, heads=2, dropout=0.5, maxlen=6).train()
+    with torch.no_grad():  # non-zero biases: a padding row would drift away from 0 if not reset
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    x = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 2]])
+    h = model.encode(x)
+    assert torch.isfinite(h).all()
+    h.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    # padding rows are zeroed after the embedding and after every block, so their output is the
+    # final LayerNorm of a zero vector, i.e. its bias
+    torch.testing.assert_close(model.encode(x)[0], model.final_norm.bias.expand(4, 8))
+
+
+def test_initialisation() -> None:
+    torch.manual_seed(0)
+    d = 64
+    model = SASRec(5000, dim=d, layers=2, maxlen=50)
+    table = model.item_emb.weight
+    assert torch.equal(table[0], torch.zeros(d))
+    # xavier_normal_: std = sqrt(2 / (fan_in + fan_out))
+    assert table[1:].std().item() == pytest.approx(math.sqrt(2 / (5001 + d)), rel=0.05)
+    w = model.blocks[0].ffn.fc1.weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (2 * d)), rel=0.1)
+    assert torch.equal(model.blocks[0].attn.q_proj.bias, torch.zeros(d))
+    assert model.final_norm.eps == 1e-8
+
+
+def test_from_config_and_validation() -> None:
+    cfg = ModelConfig(name="sasrec", dim=32, layers=3, heads=4, dropout=0.1, maxlen=20)
+    model = build_model(cfg, 100)
+    assert isinstance(model, SASRec)
+    assert (model.dim, len(model.blocks), model.heads, model.dropout, model.maxlen) == (
+        32,
+        3,
+        4,
+        0.1,
+        20,
+    )
+    assert model.pos_emb.weight.shape == (20, 32)
+    with pytest.raises(ConfigError, match="divisible"):
+        SASRec(10, dim=10, heads=3)
+    with pytest.raises(ConfigError, match="dropout"):
+        SASRec(10, dropout=1.0)
+    with pytest.raises(ConfigError, match="n_items"):
+        SASRec(0)
+    with pytest.raises(SeqrecError, match=r"model\.maxlen is 20"):
+        model.encode(torch.ones(2, 21, dtype=torch.long))
