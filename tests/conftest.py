@@ -20,3 +20,18 @@ def _isolated_data_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def data_dir_or_skip() -> str:
+    """The real datasets folder from SEQREC_DATA_DIR, or skip the test saying why."""
+    path = os.environ.get("SEQREC_DATA_DIR")
+    if not path or not os.path.isdir(path):
+        pytest.skip(
+            "real-data test: set SEQREC_DATA_DIR to the datasets folder (e.g. ../shared/data)"
+        )
+    return path
+
+
+@pytest.fixture
+def real_data_dir() -> str:
+    return data_dir_or_skip()

@@ -367,7 +367,12 @@ def data_list(
     from seqrec.data.datasets import DATASETS
 
     rows = [
-        {"name": n, "file": str(s.relpath), "format": s.format, "source": s.url}
+        {
+            "name": n,
+            "file": str(s.relpath),
+            "format": s.format,
+            "source": s.url or "no public download (see its note)",
+        }
         for n, s in DATASETS.items()
     ]
     if json_out:
@@ -378,26 +383,12 @@ def data_list(
 
 
 def main() -> None:
-    """Console entry point: clean one-line errors instead of tracebacks."""
+    """Console entry point: usage errors as the parser reports them, seqrec errors as one line."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: handles --help, usage errors ("No such option ... Did you mean")
     except SeqrecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

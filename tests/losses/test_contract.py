@@ -84,7 +84,7 @@ def test_gradient_step_raises_target_score(name):
     assert (after > before).float().mean() >= 0.75
 
 
-@pytest.mark.parametrize("pool", ["all", "not-target", "not-history"])
+@pytest.mark.parametrize("pool", ["all", "not-target", "not-history", "popularity", "shared"])
 def test_every_sampled_loss_runs_with_every_pool(pool):
     hidden, table, targets = _batch(3)
     history = History(items=torch.arange(1, 11).view(2, 5), row=torch.arange(12) % 2)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from seqrec.errors import DataError
+from seqrec.losses import sampled
 from seqrec.losses.pairwise import BPRLoss
 from seqrec.losses.pointwise import BCELoss
-from seqrec.losses import sampled
 from seqrec.losses.sampled import sampled_scores
 from seqrec.losses.samplers import sample_shared
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from seqrec.errors import DataError
-from seqrec.losses.softmax import ChunkedCE, NaiveCE, chunked_cross_entropy, chunked_logsumexp
+from seqrec.errors import ConfigError, DataError
+from seqrec.losses.softmax import (
+    ChunkedCE,
+    NaiveCE,
+    SampledSoftmaxLoss,
+    SCELoss,
+    chunked_cross_entropy,
+    chunked_logsumexp,
+)
+
+from . import helpers
 
 
 def _case(n: int, c: int, d: int, scale: float = 1.0, seed: int = 0, dtype=torch.float32):
@@ -110,8 +122,20 @@ def test_modules_agree_and_validate():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(DataError, match=r"1\.\.40"):
         ChunkedCE()(hidden, torch.zeros_like(targets), table)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         ChunkedCE(chunk_size=0)
+    with pytest.raises(ConfigError):
+        ChunkedCE(impl="fast")
+
+
+@pytest.mark.skipif(not hasattr(F, "linear_cross_entropy"), reason="needs torch >= 2.13")
+def test_torch_impl_matches_naive():
+    hidden, table, targets = _case(70, 55, 8, seed=2)
+    ref = _value_and_grads(_naive, hidden, table, targets)
+    loss = ChunkedCE(impl="torch", torch_rows=16)
+    got = _value_and_grads(lambda h, w, t: loss(h, t, w), hidden, table, targets)
+    for r, x in zip(ref, got, strict=True):
+        torch.testing.assert_close(x, r, rtol=1e-5, atol=1e-6)
 
 
 def test_uniform_scores_give_log_c():
@@ -121,3 +145,49 @@ def test_uniform_scores_give_log_c():
         torch.zeros(5, 4), torch.zeros(c + 1, 4), torch.arange(1, 6), chunk_size=50
     )
     torch.testing.assert_close(loss, torch.tensor(c, dtype=torch.float32).log())
+
+
+# ---- sampled approximations: sampled-softmax and sce ------------------------------------------
+
+
+def _ce_rows(hidden, table, targets, negatives, offsets) -> float:
+    """-log softmax over [s⁺, s⁻_k + offsets[j]] by explicit loops; offsets indexed by item id."""
+    total = 0.0
+    for i in range(hidden.shape[0]):
+        sp, sn = helpers.scores(hidden, table, targets, negatives, i)
+        logits = [sp] + [s + offsets(int(j)) for s, j in zip(sn, negatives[i], strict=True)]
+        m = max(logits)
+        total += -(sp - m - math.log(sum(math.exp(x - m) for x in logits)))
+    return total / hidden.shape[0]
+
+
+def test_sce_matches_naive():
+    hidden, table, targets, negatives = helpers.case(seed=4, k=5)
+    for alpha in (1.0, 100.0):
+        value = SCELoss(9, negatives=5, alpha=alpha)(hidden, targets, table, negatives=negatives)
+        ref = _ce_rows(hidden, table, targets, negatives, lambda j, a=alpha: math.log(a))
+        assert value.item() == pytest.approx(ref)
+
+
+def test_sampled_softmax_matches_naive_with_and_without_logq():
+    hidden, table, targets, negatives = helpers.case(seed=5, k=4)
+    plain = SampledSoftmaxLoss(9, negatives=4)(hidden, targets, table, negatives=negatives)
+    assert plain.item() == pytest.approx(_ce_rows(hidden, table, targets, negatives, lambda j: 0))
+    counts = np.array([0, 5, 1, 2, 8, 3, 3, 1, 9, 4])
+    loss = SampledSoftmaxLoss(9, negatives=4, pool="popularity", item_counts=counts, logq=True)
+    value = loss(hidden, targets, table, negatives=negatives)
+    q = counts / counts[1:].sum()
+    ref = _ce_rows(hidden, table, targets, negatives, lambda j: -math.log(4 * q[j]))
+    assert value.item() == pytest.approx(ref)
+
+
+def test_uniform_logq_sampled_softmax_is_sce_with_alpha_c_over_k():
+    hidden, table, targets, negatives = helpers.case(seed=6, k=3)
+    a = SampledSoftmaxLoss(9, negatives=3, logq=True)(hidden, targets, table, negatives=negatives)
+    b = SCELoss(9, negatives=3, alpha=9 / 3)(hidden, targets, table, negatives=negatives)
+    torch.testing.assert_close(a, b)
+
+
+def test_sce_rejects_bad_alpha():
+    with pytest.raises(ConfigError):
+        SCELoss(9, alpha=0.0)

@@ -7,6 +7,8 @@ item_embeddings() -> [C + 1, d] is the input table (row 0 = padding).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,15 @@ from seqrec.errors import ConfigError, SeqrecError
 from seqrec.models import MODELS, SequentialRecommender, build_model
 
 N_ITEMS, DIM, MAXLEN = 20, 16, 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread is faster and robust to a busy machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def make(name: str, dropout: float = 0.2, seed: int = 0) -> SequentialRecommender:
@@ -198,7 +209,7 @@ def test_overfits_a_deterministic_pattern(name: str) -> None:
     x, y = _stride_data()  # (60, MAXLEN) each
     real = y != 0
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(150):
+    for _ in range(100):
         logits = model.encode(x)[real] @ model.item_embeddings().T  # (N, C+1)
         loss = F.cross_entropy(logits, y[real])
         opt.zero_grad()

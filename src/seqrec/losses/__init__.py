@@ -9,6 +9,15 @@ Registered names:
 - ``ce-naive``: the same on materialised logits (reference and benchmark baseline).
 - ``bce``: binary cross-entropy with K sampled negatives (SASRec).
 - ``bpr``: Bayesian personalised ranking with K sampled negatives.
+- ``top1``, ``bpr-max``, ``top1-max``: GRU4Rec's pairwise losses (Hidasi & Karatzoglou 2018).
+- ``gbce``: gSASRec's calibrated BCE (Petrov & Macdonald 2023).
+- ``nce``, ``neg``: noise-contrastive estimation and negative sampling (as in Xu et al. 2024).
+- ``sampled-softmax``: CE over the target and K negatives, optional logQ correction.
+- ``sce``: scaled cross-entropy (Xu et al. 2024).
+
+Loss-specific hyperparameters come from LossConfig fields when present (``alpha``, ``nce_c``,
+``gbce_t``, ``logq``, ``bpr_max_reg``, ``popularity_power``, ``ce_chunk_size``, ``ce_impl``),
+else from the papers' defaults; see each class's ``config_fields`` / ``from_config``.
 
 Sampled losses draw ``loss.negatives`` negatives per position from ``loss.pool``
 ("all" | "not-target" | "not-history") and accept ``negatives=`` (N, K) to inject them.
@@ -21,16 +30,24 @@ import numpy as np
 from seqrec.config import LossConfig, suggest
 from seqrec.errors import ConfigError
 from seqrec.losses.base import History, SequenceLoss
-from seqrec.losses.pairwise import BPRLoss
-from seqrec.losses.pointwise import BCELoss
+from seqrec.losses.pairwise import BPRLoss, BPRMaxLoss, TOP1Loss, TOP1MaxLoss
+from seqrec.losses.pointwise import BCELoss, GBCELoss, NCELoss, NEGLoss
 from seqrec.losses.sampled import SampledLoss
-from seqrec.losses.softmax import ChunkedCE, NaiveCE
+from seqrec.losses.softmax import ChunkedCE, NaiveCE, SampledSoftmaxLoss, SCELoss
 
 LOSSES: dict[str, type[SequenceLoss]] = {
     "ce": ChunkedCE,
     "ce-naive": NaiveCE,
     "bce": BCELoss,
     "bpr": BPRLoss,
+    "top1": TOP1Loss,
+    "bpr-max": BPRMaxLoss,
+    "top1-max": TOP1MaxLoss,
+    "gbce": GBCELoss,
+    "nce": NCELoss,
+    "neg": NEGLoss,
+    "sampled-softmax": SampledSoftmaxLoss,
+    "sce": SCELoss,
 }
 
 
@@ -47,8 +64,9 @@ def build_loss(
             f"unknown loss '{cfg.name}'{suggest(cfg.name, sorted(LOSSES))}; "
             f"choose one of {', '.join(sorted(LOSSES))}"
         )
-    if issubclass(cls, SampledLoss):
-        return cls.from_config(cfg, n_items, item_counts=item_counts)
+    from_config = getattr(cls, "from_config", None)
+    if from_config is not None:
+        return from_config(cfg, n_items, item_counts=item_counts)
     return cls()
 
 

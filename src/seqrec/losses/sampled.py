@@ -7,7 +7,7 @@ No (N, C) logit matrix is ever built.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -152,12 +152,24 @@ class SampledLoss(SequenceLoss):
                 )
             self.cdf = popularity_cdf(item_counts, popularity_power)
 
+    #: loss-specific constructor keywords read from the LossConfig:
+    #: keyword -> (LossConfig field, default used until the field exists)
+    config_fields: ClassVar[dict[str, tuple[str, Any]]] = {}
+
     @classmethod
     def from_config(
         cls, cfg: Any, n_items: int, *, item_counts: np.ndarray | None = None
     ) -> SampledLoss:
-        """Build from a LossConfig (name, negatives, pool, ...)."""
-        return cls(n_items, negatives=cfg.negatives, pool=cfg.pool, item_counts=item_counts)
+        """Build from a LossConfig: name, negatives, pool, plus this loss's ``config_fields``."""
+        extra = {kw: getattr(cfg, f, default) for kw, (f, default) in cls.config_fields.items()}
+        return cls(
+            n_items,
+            negatives=cfg.negatives,
+            pool=cfg.pool,
+            item_counts=item_counts,
+            popularity_power=getattr(cfg, "popularity_power", 1.0),
+            **extra,
+        )
 
     def proposal(self) -> Tensor:
         """float64[C] the probability q(j) of drawing item j + 1 under this loss's pool

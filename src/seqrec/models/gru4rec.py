@@ -65,7 +65,9 @@ class GRU4Rec(SequentialRecommender):
 
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
         self.emb_dropout = nn.Dropout(dropout)
-        self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.out_dropout = nn.Dropout(dropout)
         self.reset_parameters()
 
@@ -102,7 +104,9 @@ class GRU4Rec(SequentialRecommender):
         right = items.gather(1, to_right)  # (B, L), real items first, padding at the end
         x = self.emb_dropout(self.item_emb(right))  # (B, L, d)
         h, _ = self.gru(x)  # (B, L, d), h_0 = 0
-        h = h.gather(1, to_left.unsqueeze(-1).expand(B, L, self.dim))  # (B, L, d), back to left-padded
+        h = h.gather(
+            1, to_left.unsqueeze(-1).expand(B, L, self.dim)
+        )  # (B, L, d), back to left-padded
         h = h * (cols >= pad).unsqueeze(-1)  # (B, L, d), padding columns := 0
         return self.out_dropout(h)  # (B, L, d)
 

@@ -72,7 +72,9 @@ class CausalSelfAttention(nn.Module):
         k = split(self.k_proj(keys))  # (B, H, L, d/H)
         v = split(self.v_proj(keys))  # (B, H, L, d/H)
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, L, d/H)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=p
+        )  # (B, H, L, d/H)
         out = out.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
         return self.out_proj(out)  # (B, L, d)
 
@@ -138,7 +140,9 @@ class SASRec(SequentialRecommender):
                 f"layers={layers}, heads={heads}, maxlen={maxlen}"
             )
         if dim % heads:
-            raise ConfigError(f"SASRec: model.dim ({dim}) must be divisible by model.heads ({heads})")
+            raise ConfigError(
+                f"SASRec: model.dim ({dim}) must be divisible by model.heads ({heads})"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"SASRec: model.dropout must be in [0, 1), got {dropout}")
         self.n_items, self.dim, self.layers, self.heads = n_items, dim, layers, heads
@@ -184,7 +188,7 @@ class SASRec(SequentialRecommender):
     def encode(self, items: Tensor) -> Tensor:
         """items: int[B, L] left-padded with 0, L <= maxlen -> hidden: float[B, L, d]."""
         _check_items(items, self.maxlen)
-        B, L = items.shape
+        L = items.shape[1]
         keep = (items != 0).unsqueeze(-1)  # (B, L, 1), False at padding
 
         positions = torch.arange(self.maxlen - L, self.maxlen, device=items.device)  # (L,)

@@ -1,0 +1,176 @@
+"""The command line as a user meets it: one-line errors, --json output, nothing half-written."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+
+import pytest
+
+from seqrec.cli import main
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["seqrec", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+TINY = [
+    "--set",
+    "data.synthetic_users=300",
+    "--set",
+    "data.synthetic_items=80",
+    "--dim",
+    "16",
+    "--layers",
+    "1",
+    "--maxlen",
+    "10",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+]
+
+
+def test_help_teaches(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "train", "--help")
+    assert code == 0 and "--loss" in out and "--positions" in out and "Examples" in out
+
+
+def test_train_json_and_evaluate_agree(monkeypatch, capsys, tmp_path):
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "train", *TINY, "--out-dir", str(tmp_path), "--name", "r", "--json"
+    )
+    assert code == 0, out
+    res = json.loads(out)
+    assert set(res) >= {"valid", "test", "best_epoch", "train_seconds", "run_dir"}
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "evaluate", str(tmp_path / "r"), "--json", "--batch-size", "7"
+    )
+    assert code == 0
+    again = json.loads(out)
+    assert again["ndcg@10"] == pytest.approx(res["test"]["ndcg@10"], abs=1e-12)
+    assert again["hr@10"] == pytest.approx(res["test"]["hr@10"], abs=1e-12)
+
+
+def test_config_file_and_flags_win(monkeypatch, capsys, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[train]\nepochs = 1\nseed = 5\n[model]\ndim = 8\nlayers = 1\nmaxlen = 10\n"
+        "[data]\nsynthetic_users = 200\nsynthetic_items = 50\n"
+    )
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--config",
+        str(cfg),
+        "--dim",
+        "16",
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--quiet",
+    )
+    assert code == 0, err
+    text = (tmp_path / "r" / "config.toml").read_text()
+    assert "dim = 16" in text and "seed = 5" in text and "epochs = 1" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--lrr", "0.1"], "--lr"),
+        (["train", "--loss", "cee"], "did you mean 'ce'"),
+        (["train", "--maxlen", "1"], "maxlen must be at least 2"),
+        (["train", "--set", "train.epoch=3"], "did you mean 'epochs'"),
+        (["train", "--set", "nonsense"], "section.key=value"),
+        (["evaluate", "/nonexistent/run"], "not a run folder"),
+    ],
+)
+def test_bad_options_say_how_to_fix(monkeypatch, capsys, tmp_path, args, message):
+    code, out, err = run_cli(
+        monkeypatch, capsys, *args, *(["--out-dir", str(tmp_path)] if args[0] == "train" else [])
+    )
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "a failed command must not leave a run folder"
+
+
+def _bad_files(tmp_path):
+    bad_token = tmp_path / "bad_token.txt"
+    bad_token.write_text("1 2 3 4\n2 5 x 6\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    truncated = tmp_path / "trunc.txt.gz"
+    payload = "".join(
+        f"{u} {u + 1} {u * 7 % 13 + 1} {u * 3 % 11 + 1}\n" for u in range(1, 3000)
+    ).encode()
+    truncated.write_bytes(gzip.compress(payload)[:2000])
+    missing_col = tmp_path / "log.csv"
+    missing_col.write_text("user,item\n1,2\n1,3\n")
+    return [
+        ([str(bad_token)], "bad_token.txt:2"),
+        ([str(empty)], "empty"),
+        ([str(truncated)], "trunc.txt.gz"),
+        ([str(missing_col), "--format", "log", "--time-col", "ts"], "ts"),
+    ]
+
+
+def test_bad_data_files_give_one_line_and_no_run_folder(monkeypatch, capsys, tmp_path):
+    out_dir = tmp_path / "runs"
+    for args, message in _bad_files(tmp_path):
+        code, _, err = run_cli(
+            monkeypatch, capsys, "train", "--dataset", *args, "--out-dir", str(out_dir)
+        )
+        assert code == 2, (args, err)
+        assert message in err, (args, err)
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+        assert not out_dir.exists()
+
+
+def test_empty_after_filtering(monkeypatch, capsys, tmp_path):
+    f = tmp_path / "seqs.txt"
+    f.write_text("1 1 2 3\n2 4 5\n")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--dataset",
+        str(f),
+        "--set",
+        "data.min_user_interactions=10",
+        "--out-dir",
+        str(tmp_path / "runs"),
+    )
+    assert (
+        code == 2 and "min_user_interactions" in err.replace("min-user", "min_user") or "10" in err
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_stats_real(monkeypatch, capsys, real_data_dir):
+    code, out, err = run_cli(
+        monkeypatch, capsys, "data", "stats", "beauty", "--data-dir", real_data_dir, "--json"
+    )
+    assert code == 0, err
+    stats = json.loads(out)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (22363, 12101, 198502)
+    assert stats["avg_length"] == pytest.approx(198502 / 22363)
+
+
+def test_missing_named_dataset_says_where(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "stats", "sports", "--data-dir", str(tmp_path)
+    )
+    assert code == 2 and "Sports_and_Outdoors.txt" in err and str(tmp_path) in err
