@@ -67,7 +67,7 @@ def test_config_file_and_flags_win(monkeypatch, capsys, tmp_path):
         "[train]\nepochs = 1\nseed = 5\n[model]\ndim = 8\nlayers = 1\nmaxlen = 10\n"
         "[data]\nsynthetic_users = 200\nsynthetic_items = 50\n"
     )
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         monkeypatch,
         capsys,
         "train",
@@ -98,7 +98,7 @@ def test_config_file_and_flags_win(monkeypatch, capsys, tmp_path):
     ],
 )
 def test_bad_options_say_how_to_fix(monkeypatch, capsys, tmp_path, args, message):
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         monkeypatch, capsys, *args, *(["--out-dir", str(tmp_path)] if args[0] == "train" else [])
     )
     assert code != 0
@@ -154,8 +154,8 @@ def test_empty_after_filtering(monkeypatch, capsys, tmp_path):
         str(tmp_path / "runs"),
     )
     assert (
-        code == 2 and "min_user_interactions" in err.replace("min-user", "min_user") or "10" in err
-    )
+        code == 2 and "min_user_interactions" in err.replace("min-user", "min_user")
+    ) or "10" in err
     assert not (tmp_path / "runs").exists()
 
 

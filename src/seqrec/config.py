@@ -18,7 +18,8 @@ from seqrec.errors import ConfigError
 SPLITS = ("leave-one-out", "temporal")
 FORMATS = ("auto", "user-lines", "pairs", "log")
 POSITIONS = ("all", "last")
-POOLS = ("all", "not-target", "not-history")
+POOLS = ("all", "not-target", "not-history", "popularity", "shared")
+CE_IMPLS = ("auto", "torch", "chunked")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,15 @@ class LossConfig:
     name: str = "ce"  # see seqrec.losses.LOSSES
     positions: str = "all"  # all | last
     negatives: int = 1  # K sampled negatives per position (sampled losses)
-    pool: str = "all"  # negative pool: all | not-target | not-history
+    pool: str = "all"  # negative pool: all | not-target | not-history | popularity | shared
+    alpha: float = 100.0  # sce: scale of the sampled normalising term (Xu et al. 2024)
+    nce_c: float = 10.0  # nce: logits shifted by log(C/K) - c (Xu et al. 2024)
+    gbce_t: float = 0.75  # gbce: calibration t (Petrov & Macdonald 2023)
+    logq: bool = False  # sampled-softmax: subtract log(K q(item)) from negatives
+    bpr_max_reg: float = 0.0  # bpr-max: score regularisation (Hidasi & Karatzoglou 2018)
+    popularity_power: float = 1.0  # popularity pool: q(item) ∝ count^power
+    ce_impl: str = "auto"  # ce: auto | torch (fused linear+CE, torch>=2.13) | chunked (item chunks)
+    ce_chunk_size: int = 2048  # ce with impl=chunked: items per chunk
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     choice("loss.name", lo.name, sorted(LOSSES))
     choice("loss.positions", lo.positions, POSITIONS)
     choice("loss.pool", lo.pool, POOLS)
+    choice("loss.ce_impl", lo.ce_impl, CE_IMPLS)
+    positive("loss.ce_chunk_size", lo.ce_chunk_size)
+    if lo.alpha <= 0:
+        raise ConfigError(f"loss.alpha must be > 0, got {lo.alpha}")
+    if not 0.0 <= lo.gbce_t <= 1.0:
+        raise ConfigError(f"loss.gbce_t must be in [0, 1], got {lo.gbce_t}")
     if m.maxlen < 2:
         raise ConfigError(
             f"model.maxlen must be at least 2 (got {m.maxlen}): a sequence model needs a history"

@@ -2,7 +2,7 @@
 
 Registered names:
 
-- ``ce``: exact full-softmax cross-entropy over all C items, computed in item chunks (never
+- ``ce``: exact full-softmax cross-entropy over all C items, computed in chunks (never
   materialises N × C logits). ``cce`` is not a separate loss: it is ``ce`` at all positions
   (``loss.positions = "all"``), chosen by the trainer; ``ce`` at the last position is Li et
   al.'s "CE".
