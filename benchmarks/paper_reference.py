@@ -19,10 +19,12 @@ from pathlib import Path
 
 from _common import RESULTS, machine, write_result
 from seqrec.config import RunConfig, load_toml, merge, validate
+from seqrec.io import atomic_write_text
 from seqrec.runs import read_metrics
 from seqrec.train import fit
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
+PER_RUN = RESULTS / "paper_reference"
 
 # Xu et al. 2024, arXiv 2402.06216, Table (5-seed means), full ranking, history masked.
 PAPER = {
@@ -47,17 +49,21 @@ def main() -> None:
     ap.add_argument(
         "--epochs", type=int, default=None, help="override max epochs (smoke tests only)"
     )
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = ap.parse_args()
 
-    out_json = RESULTS / "paper_reference.json"
-    payload = json.loads(out_json.read_text()) if out_json.exists() else {"runs": {}}
     for name in args.only or sorted(PAPER):
         cfg = merge(RunConfig(), load_toml(CONFIGS / f"{name}.toml"))
         cfg = replace(
             cfg,
             out_dir=args.out_dir,
             name=f"{name}-seed{args.seed}",
-            train=replace(cfg.train, seed=args.seed, epochs=args.epochs or cfg.train.epochs),
+            train=replace(
+                cfg.train,
+                seed=args.seed,
+                epochs=args.epochs or cfg.train.epochs,
+                threads=args.threads,
+            ),
         )
         if args.data_dir:
             cfg = replace(cfg, data=replace(cfg.data, data_dir=args.data_dir))
@@ -66,7 +72,7 @@ def main() -> None:
         epochs = read_metrics(result.run_dir)
         per_epoch = [e["epoch_seconds"] for e in epochs]
         evals = [e["eval_seconds"] for e in epochs if "eval_seconds" in e]
-        payload["runs"][name] = {
+        run = {
             "config": cfg.to_dict(),
             "seed": args.seed,
             "test": result.results["test"],
@@ -79,6 +85,12 @@ def main() -> None:
             "wall_seconds": result.results["wall_seconds"],
             "paper": PAPER[name],
             "machine": machine(),
+        }
+        # one file per run (runs may go in parallel), then the summary over all of them
+        PER_RUN.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(PER_RUN / f"{name}.json", json.dumps(run, indent=2) + "\n")
+        payload = {
+            "runs": {p.stem: json.loads(p.read_text()) for p in sorted(PER_RUN.glob("*.json"))}
         }
         write_result("paper_reference", payload, render(payload))
 
