@@ -193,6 +193,12 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Any config key: --set section.key=value (repeatable)."),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue a killed run from its last completed epoch (other options are taken from its config.toml)."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -205,8 +211,11 @@ def train(
       seqrec train --dataset beauty --loss bce --negatives 1
 
       seqrec train --config benchmarks/configs/beauty-sasrec-ce.toml --seed 2
+
+      seqrec train --resume runs/beauty-sasrec-ce-all-20261122-101500   # after a crash or kill
     """
     from seqrec.train import fit
+    from seqrec.train import resume as resume_run
 
     overrides: dict[str, Any] = load_toml(config) if config is not None else {}
     flags = _flag_overrides(
@@ -243,8 +252,15 @@ def train(
         flags.setdefault("eval", {})["mask_history"] = False
     _deep_update(overrides, flags)
     _deep_update(overrides, _parse_sets(set_ or []))
-    cfg = validate(merge(RunConfig(), overrides))
-    result = fit(cfg, quiet=quiet or json_out)
+    if resume is not None:
+        if overrides:
+            raise SeqrecError(
+                "--resume continues a run with its own config.toml; give no other training options"
+            )
+        result = resume_run(resume, quiet=quiet or json_out)
+    else:
+        cfg = validate(merge(RunConfig(), overrides))
+        result = fit(cfg, quiet=quiet or json_out)
     if json_out:
         _print_json({"run_dir": str(result.run_dir), **result.results})
     else:

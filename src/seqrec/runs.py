@@ -105,6 +105,28 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Keep only the log lines of epochs <= last_epoch (a resumed run redoes the rest)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return
+    kept = [json.dumps(r) for r in read_metrics(run_dir) if r.get("epoch", 0) <= last_epoch]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def save_item_counts(folder: Path, counts: Any) -> None:
+    """Training item counts (int64[C + 1]) next to the checkpoint: the popularity fallback."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a path
+            np.save(f, np.asarray(counts, dtype=np.int64))
+
+    atomic_write(folder / "item_counts.npy", _write)
+
+
 def save_checkpoint(
     folder: Path,
     model: SequentialRecommender,

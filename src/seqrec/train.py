@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,14 @@ from seqrec.data.sequences import Split
 from seqrec.data.split import make_split
 from seqrec.errors import TrainingError
 from seqrec.evaluate import evaluate
+from seqrec.io import atomic_write
 from seqrec.losses import build_loss
 from seqrec.losses.base import History, SequenceLoss
 from seqrec.models import build_model
 from seqrec.models.base import SequentialRecommender
 from seqrec.models.popularity import PopularityModel
+
+LAST_STATE = "last_state.pt"
 
 
 @dataclass(frozen=True)
@@ -140,21 +143,93 @@ def _say(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+@dataclass
+class LoopState:
+    """Everything the loop needs to continue exactly where it stopped (saved after every epoch)."""
+
+    epoch: int = 0
+    best_ndcg: float = -math.inf
+    best_epoch: int = 0
+    since_best: int = 0
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def save_state(
+    run_dir: Path,
+    state: LoopState,
+    model: SequentialRecommender,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> None:
+    """Write last/state.pt atomically: weights, optimizer, every RNG, loop counters."""
+    blob = {
+        "loop": asdict(state),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "sampler_rng": generator.get_state(),
+    }
+    atomic_write(run_dir / LAST_STATE, lambda tmp: torch.save(blob, tmp))
+
+
+def load_state(
+    run_dir: Path,
+    model: SequentialRecommender,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> LoopState:
+    path = run_dir / LAST_STATE
+    if not path.exists():
+        return LoopState()  # killed before the first epoch ended: start over in the same folder
+    try:
+        blob = torch.load(path, weights_only=False)
+    except Exception as exc:  # a state file is written atomically, so this is real damage
+        raise TrainingError(f"{path}: cannot read the saved training state ({exc})") from None
+    model.load_state_dict(blob["model"])
+    optimizer.load_state_dict(blob["optimizer"])
+    rng.bit_generator.state = blob["numpy_rng"]
+    torch.set_rng_state(blob["torch_rng"])
+    generator.set_state(blob["sampler_rng"])
+    return LoopState(**blob["loop"])
+
+
 def fit(
     cfg: RunConfig,
     *,
     progress: bool | None = None,
     quiet: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    resume_dir: Path | None = None,
 ) -> TrainResult:
     """Train one run end to end and return its folder and results.
 
     Data and config are validated before the run folder is created, so bad input leaves nothing.
+    With ``resume_dir`` the run continues from its last completed epoch (``cfg`` must be that
+    run's config); the final metrics equal those of an uninterrupted run with the same seed.
     """
     cfg = validate(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    try:
+        return _fit(cfg, progress=progress, quiet=quiet, on_epoch=on_epoch, resume_dir=resume_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    cfg: RunConfig,
+    *,
+    progress: bool | None,
+    quiet: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    resume_dir: Path | None,
+) -> TrainResult:
     if progress is None:
         progress = not quiet and sys.stderr.isatty()
-    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     seed_everything(cfg.train.seed)
 
     prepared: PreparedDataset = load_dataset(cfg.data)
@@ -175,11 +250,20 @@ def fit(
     rng = np.random.default_rng(cfg.train.seed)
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
 
-    run_dir = runs.create_run_dir(cfg)
-    runs.start_run(run_dir, cfg)
+    if resume_dir is None:
+        run_dir = runs.create_run_dir(cfg)
+        runs.start_run(run_dir, cfg)
+        state = LoopState()
+    else:
+        run_dir = Path(resume_dir)
+        state = load_state(run_dir, model, optimizer, rng, generator)
+        runs.truncate_metrics(run_dir, state.epoch)
+        if state.epoch == 0:
+            runs.start_run(run_dir, cfg)
     _say(
         f"run {run_dir}: {prepared.name} ({split.train.n_users} users, {n_items} items), "
-        f"{cfg.model.name} + {cfg.loss.name} at {cfg.loss.positions} positions",
+        f"{cfg.model.name} + {cfg.loss.name} at {cfg.loss.positions} positions"
+        + (f", resumed after epoch {state.epoch}" if resume_dir is not None else ""),
         quiet,
     )
     eval_kw = dict(
@@ -189,16 +273,17 @@ def fit(
         batch_size=cfg.eval.batch_size,
     )
 
-    best_ndcg, best_epoch, since_best = -math.inf, 0, 0
-    start = time.perf_counter()
-    train_seconds = 0.0
-    for epoch in range(1, cfg.train.epochs + 1):
+    start = time.perf_counter() - state.wall_seconds
+    stopped_early = state.since_best >= cfg.train.patience
+    for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+        if stopped_early:
+            break
         t0 = time.perf_counter()
         mean_loss = train_one_epoch(
             model, loss_fn, optimizer, split, cfg, rng, generator, epoch, progress
         )
         epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
+        state.train_seconds += epoch_seconds
         record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, "epoch_seconds": epoch_seconds}
         improved = False
         if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
@@ -206,8 +291,9 @@ def fit(
             valid = evaluate(model, split.valid, **eval_kw).metrics
             record["valid"] = valid
             record["eval_seconds"] = time.perf_counter() - t1
-            if valid["ndcg@10"] > best_ndcg:
-                best_ndcg, best_epoch, since_best, improved = valid["ndcg@10"], epoch, 0, True
+            if valid["ndcg@10"] > state.best_ndcg:
+                state.best_ndcg, state.best_epoch, state.since_best = valid["ndcg@10"], epoch, 0
+                improved = True
                 runs.save_checkpoint(
                     run_dir / runs.BEST,
                     model,
@@ -216,9 +302,13 @@ def fit(
                     {"epoch": epoch, "valid": valid},
                 )
             else:
-                since_best += 1
-        record["wall_seconds"] = time.perf_counter() - start
+                state.since_best += 1
+        state.epoch = epoch
+        state.wall_seconds = time.perf_counter() - start
+        record["wall_seconds"] = state.wall_seconds
+        # order matters for resume: the log line first, then the state that says "epoch done"
         runs.log_epoch(run_dir, record)
+        save_state(run_dir, state, model, optimizer, rng, generator)
         if on_epoch is not None:
             on_epoch(record)
         valid_txt = (
@@ -227,9 +317,9 @@ def fit(
             else ""
         )
         _say(f"epoch {epoch:4d} loss {mean_loss:.4f}{valid_txt} ({epoch_seconds:.1f}s)", quiet)
-        if since_best >= cfg.train.patience:
-            _say(f"early stop: no better valid NDCG@10 for {since_best} evaluations", quiet)
-            break
+        if state.since_best >= cfg.train.patience:
+            _say(f"early stop: no better valid NDCG@10 for {state.since_best} evaluations", quiet)
+            stopped_early = True
 
     best_model, _ = runs.load_checkpoint(run_dir / runs.BEST)
     valid = evaluate(best_model, split.valid, **eval_kw).metrics
@@ -238,9 +328,9 @@ def fit(
     results = {
         "valid": valid,
         "test": test,
-        "best_epoch": best_epoch,
-        "epochs_run": epoch,
-        "train_seconds": train_seconds,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "train_seconds": state.train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "baselines": {"popularity": {"test": pop}},
         "dataset": {
@@ -251,10 +341,21 @@ def fit(
             "test_examples": len(split.test),
         },
     }
+    runs.save_item_counts(run_dir / runs.BEST, counts)
     runs.write_json(run_dir / runs.RESULTS, results)
     _say(
-        f"best epoch {best_epoch}: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} "
-        f"(popularity: ndcg@10 {pop['ndcg@10']:.4f} hr@10 {pop['hr@10']:.4f}); results in {run_dir}",
+        f"best epoch {state.best_epoch}: test ndcg@10 {test['ndcg@10']:.4f} "
+        f"hr@10 {test['hr@10']:.4f} (popularity: ndcg@10 {pop['ndcg@10']:.4f} "
+        f"hr@10 {pop['hr@10']:.4f}); results in {run_dir}",
         quiet,
     )
     return TrainResult(run_dir=run_dir, results=results)
+
+
+def resume(run_dir: Path, *, progress: bool | None = None, quiet: bool = False) -> TrainResult:
+    """Continue a killed run from its last completed epoch (same folder, same config)."""
+    run_dir = Path(run_dir)
+    cfg = runs.load_run_config(run_dir)
+    if (run_dir / runs.RESULTS).exists():
+        raise TrainingError(f"run {run_dir} is already finished (it has {runs.RESULTS})")
+    return fit(cfg, progress=progress, quiet=quiet, resume_dir=run_dir)

@@ -14,13 +14,15 @@ Registered names:
 - ``nce``, ``neg``: noise-contrastive estimation and negative sampling (as in Xu et al. 2024).
 - ``sampled-softmax``: CE over the target and K negatives, optional logQ correction.
 - ``sce``: scaled cross-entropy (Xu et al. 2024).
+- ``rece``: reduced cross-entropy over LSH-chosen hard negatives (Gusak et al. 2024).
 
 Loss-specific hyperparameters come from LossConfig fields when present (``alpha``, ``nce_c``,
-``gbce_t``, ``logq``, ``bpr_max_reg``, ``popularity_power``, ``ce_chunk_size``, ``ce_impl``),
+``gbce_t``, ``logq``, ``bpr_max_reg``, ``popularity_power``, ``ce_chunk_size``, ``ce_impl``,
+``rece_buckets``, ``rece_chunks``, ``rece_extra_chunks``, ``rece_rounds``),
 else from the papers' defaults; see each class's ``config_fields`` / ``from_config``.
 
 Sampled losses draw ``loss.negatives`` negatives per position from ``loss.pool``
-("all" | "not-target" | "not-history") and accept ``negatives=`` (N, K) to inject them.
+("all" | "not-target" | "not-history" | "in-batch" | "popularity" | "shared") and accept ``negatives=`` (N, K) to inject them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from seqrec.errors import ConfigError
 from seqrec.losses.base import History, SequenceLoss
 from seqrec.losses.pairwise import BPRLoss, BPRMaxLoss, TOP1Loss, TOP1MaxLoss
 from seqrec.losses.pointwise import BCELoss, GBCELoss, NCELoss, NEGLoss
+from seqrec.losses.rece import RECELoss
 from seqrec.losses.sampled import SampledLoss
 from seqrec.losses.softmax import ChunkedCE, NaiveCE, SampledSoftmaxLoss, SCELoss
 
@@ -48,6 +51,7 @@ LOSSES: dict[str, type[SequenceLoss]] = {
     "neg": NEGLoss,
     "sampled-softmax": SampledSoftmaxLoss,
     "sce": SCELoss,
+    "rece": RECELoss,
 }
 
 

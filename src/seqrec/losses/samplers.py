@@ -5,6 +5,8 @@ Pools (DESIGN §3):
 - ``"not-target"``: uniform over the C - 1 items other than the target (exact, no rejection).
 - ``"not-history"``: uniform over the items that are neither the target nor in the user's history
   (exact, no rejection; see :func:`sample_not_history`).
+- ``"in-batch"``: the targets of the other positions of the same batch, never the row's own
+  target (:func:`sample_in_batch`).
 - popularity-proportional (:func:`sample_popular`) and ``shared`` (one draw of K reused by every
   row, :func:`sample_shared`), for phase-2 losses and benchmarks.
 
@@ -20,7 +22,7 @@ from torch import Tensor
 from seqrec.errors import ConfigError, DataError
 from seqrec.losses.base import History
 
-POOLS = ("all", "not-target", "not-history")
+POOLS = ("all", "not-target", "not-history", "in-batch")
 
 
 def sample_uniform(
@@ -172,6 +174,36 @@ def sample_shared(
     return sample_uniform(1, n_items, k, generator=generator).expand(n_rows, k)
 
 
+def sample_in_batch(
+    targets: Tensor, n_items: int, k: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """(N, k) in-batch negatives: for each position, k draws (with replacement) uniform over the
+    positions of the batch whose target differs from its own, returning their targets.
+
+    An item is thus drawn in proportion to how often it is a target in the batch (the popularity
+    proposal of in-batch softmax, e.g. Hidasi et al. 2016's mini-batch sampling), and the row's
+    own target is never returned, not even when another position shares it. Exact without
+    rejection: with the targets sorted, the positions sharing row i's target form one block
+    [lo_i, hi_i); draw v in 0..N-1-(hi_i-lo_i) and step over the block. Rows whose target is the
+    only one in the batch (all positions share it) fall back to :func:`sample_not_target`.
+    """
+    n = targets.shape[0]
+    t = targets.long()
+    ordered = torch.sort(t).values  # (N,)
+    lo = torch.searchsorted(ordered, t, right=False)  # (N,) first position of the own target
+    same = torch.searchsorted(ordered, t, right=True) - lo  # (N,) positions sharing it
+    allowed = n - same  # (N,) other positions to draw from
+    u = torch.rand((n, k), generator=generator, dtype=torch.float64)  # (N, k)
+    v = (u * allowed.unsqueeze(1)).long().clamp(max=(allowed - 1).clamp(min=0).unsqueeze(1))
+    v = v + (v >= lo.unsqueeze(1)).long() * same.unsqueeze(1)  # skip the own-target block
+    out = ordered[v.clamp(max=n - 1)]  # (N, k)
+    lonely = allowed == 0
+    if bool(lonely.any()):
+        rows = lonely.nonzero().squeeze(1)
+        out[rows] = sample_not_target(t[rows], n_items, k, generator=generator)
+    return out
+
+
 def sample_negatives(
     targets: Tensor,
     n_items: int,
@@ -183,7 +215,8 @@ def sample_negatives(
 ) -> Tensor:
     """(N, k) int64 negative ids in 1..n_items for the N loss positions, from the named pool.
 
-    pool: "all" (uniform, may hit the target) | "not-target" | "not-history" (needs ``history``).
+    pool: "all" (uniform, may hit the target) | "not-target" | "not-history" (needs ``history``)
+    | "in-batch" (the other positions' targets).
     """
     if k < 1:
         raise ConfigError(f"the number of negatives must be >= 1, got {k}")
@@ -198,4 +231,6 @@ def sample_negatives(
                 "history= to the loss (or choose loss.pool = 'not-target')"
             )
         return sample_not_history(targets, n_items, k, history, generator=generator)
+    if pool == "in-batch":
+        return sample_in_batch(targets, n_items, k, generator=generator)
     raise ConfigError(f"unknown negative pool '{pool}'; choose one of {', '.join(POOLS)}")

@@ -1,0 +1,38 @@
+"""Fair comparisons as a product: study grids, resumable sweeps, significance-tested reports, plots.
+
+* :func:`load_study` / :class:`Study` — a TOML grid of runs (:mod:`seqrec.experiments.study`);
+* :func:`run_sweep` — run it resumably (:mod:`seqrec.experiments.sweep`);
+* :func:`write_report` — tables, Markdown/LaTeX report and plots (:mod:`seqrec.experiments.report`).
+
+Heavy imports (torch, matplotlib, scipy) happen only when a function is called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from seqrec.experiments.study import PlannedRun, Study, load_study, parse_study
+
+
+def run_sweep(study_path: str | Path, *, quiet: bool = False, **kwargs: Any) -> list[Path]:
+    """Run a study's unfinished runs; see :func:`seqrec.experiments.sweep.run_sweep`."""
+    from seqrec.experiments.sweep import run_sweep as _run
+
+    return _run(study_path, quiet=quiet, **kwargs)
+
+
+def write_report(
+    runs_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    baseline: str | None = None,
+    plots: bool = True,
+) -> dict[str, Path]:
+    """Collect runs and write the report; see :func:`seqrec.experiments.report.write_report`."""
+    from seqrec.experiments.report import write_report as _write
+
+    return _write(runs_dir, out_dir=out_dir, baseline=baseline, plots=plots)
+
+
+__all__ = ["PlannedRun", "Study", "load_study", "parse_study", "run_sweep", "write_report"]

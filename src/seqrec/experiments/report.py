@@ -1,0 +1,716 @@
+"""Collect run folders into tables and write a significance-tested report with plots.
+
+Every folder under ``RUNS_DIR`` (at any depth, hidden folders skipped) that holds
+``results.json`` is one run. Its labels come from the ``sweep.json`` next to it (written by
+:func:`seqrec.experiments.sweep.run_sweep`); runs made by hand with ``seqrec train`` get labels
+from their ``config.toml``: dataset = the dataset's name, method = ``model-loss-positions`` plus
+every setting that differs between runs (``lr0.003``), seed = ``train.seed``.
+
+Statistics, per dataset and method, over seeds (test metrics at the best validation epoch):
+
+* mean and sample standard deviation ``s = sqrt(sum (x_i - mean)^2 / (n - 1))`` (n = seeds);
+* relative change against the baseline method: ``100 * (mean - mean_base) / mean_base`` %;
+* a two-sided paired t-test over the seeds both methods have (``scipy.stats.ttest_rel``):
+  ``t = mean(d) / (sd(d) / sqrt(n))`` with ``d_i = x_i - base_i``, ``n - 1`` degrees of freedom.
+  With fewer than 2 common seeds, or identical differences (sd(d) = 0), no test is possible and
+  the report says why instead of printing a number.
+
+The baseline is a loss name or a method label (``--baseline``, else the study's). When several
+methods of a dataset match (say SASRec-bce and GRU4Rec-bce), each method is compared with the
+matching one whose config agrees with it on the most settings (the same model, first of all);
+the table names which one it was.
+
+Outputs (in ``out_dir``, default ``RUNS_DIR/report``): ``runs.csv`` and ``runs.parquet`` (one
+row per run), ``summary.csv`` (one row per dataset and method), ``report.md``, ``report.tex``,
+and ``plots/*.png|svg`` (see :mod:`seqrec.experiments.plots`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqrec import runs
+from seqrec.config import RunConfig
+from seqrec.errors import SeqrecError
+from seqrec.experiments.study import clean_label
+from seqrec.io import atomic_write, atomic_write_text
+
+REPORT_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
+ALPHA = 0.05  # significance level marked with a dagger
+# settings that never define a method (they do not change what is computed)
+IGNORED_SETTINGS = {"train.seed", "train.threads", "eval.batch_size", "data.data_dir"}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: labels, resolved config, results.json and per-epoch log."""
+
+    run_dir: Path
+    name: str
+    dataset: str
+    method: str
+    model: str
+    loss: str
+    positions: str
+    seed: int
+    config: RunConfig
+    results: Mapping[str, Any]
+    epochs: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class TTest:
+    """A paired t-test over seeds: n pairs, statistic and p-value, or the reason there is none."""
+
+    n: int
+    statistic: float | None = None
+    pvalue: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One (dataset, method): metrics over seeds and the comparison with the baseline."""
+
+    dataset: str
+    method: str
+    model: str
+    loss: str
+    positions: str
+    seeds: tuple[int, ...]
+    mean: Mapping[str, float]
+    std: Mapping[str, float]  # nan with one seed
+    best_epoch: float
+    train_seconds: float
+    baseline: str | None = None  # method compared with; None for the baseline itself / none
+    is_baseline: bool = False
+    rel: Mapping[str, float] = field(default_factory=dict)  # % change of the mean
+    tests: Mapping[str, TTest] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ collect
+
+
+def _flat(cfg: RunConfig) -> dict[str, Any]:
+    raw = cfg.to_dict()
+    out = {}
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            out.update({f"{section}.{k}": v for k, v in values.items()})
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list | tuple):
+        return "+".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
+    """(dataset, method) labels for runs without a sweep manifest (see the module docstring)."""
+    flats = [_flat(c) for c in configs]
+    keys = sorted({k for f in flats for k in f} - IGNORED_SETTINGS)
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+    named = {"data.dataset", "model.name", "loss.name", "loss.positions"}
+    out = []
+    for cfg, f in zip(configs, flats, strict=True):
+        ds = cfg.data.dataset
+        ds = Path(ds).stem if ("/" in ds or os.sep in ds) else ds
+        data_extra = [
+            f"{k.split('.', 1)[1]}{_fmt(f[k])}"
+            for k in varying
+            if k.startswith("data.") and k not in named
+        ]
+        other = [
+            f"{k.split('.', 1)[1]}{_fmt(f[k])}"
+            for k in varying
+            if not k.startswith("data.") and k not in named
+        ]
+        dataset = clean_label("-".join([ds, *data_extra]))
+        method = clean_label("-".join([cfg.model.name, cfg.loss.name, cfg.loss.positions, *other]))
+        out.append((dataset, method))
+    return out
+
+
+def _manifest_entries(folder: Path, cache: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+    if folder not in cache:
+        path = folder / "sweep.json"
+        entries: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                entries = {r["name"]: r for r in data.get("runs", [])}
+                entries["__baseline__"] = data.get("baseline")
+                entries["__study__"] = data.get("study")
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                entries = {}
+        cache[folder] = entries
+    return cache[folder]
+
+
+def find_run_dirs(runs_dir: str | Path) -> list[Path]:
+    """Folders under ``runs_dir`` (any depth, hidden ones skipped) that hold results.json."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise SeqrecError(f"runs folder {root} does not exist; give the out_dir of a sweep")
+    out = []
+    for path in sorted(root.rglob(runs.RESULTS)):
+        rel = path.parent.relative_to(root).parts
+        if any(p.startswith(".") for p in rel):
+            continue
+        out.append(path.parent)
+    return out
+
+
+def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict[str, Any]]:
+    """All finished runs under ``runs_dir``.
+
+    Returns (records, notes, study info): notes say which folders were skipped and why;
+    study info holds the study name and baseline from a ``sweep.json`` if there is one.
+    """
+    notes: list[str] = []
+    cache: dict[Path, dict[str, Any]] = {}
+    loaded: list[tuple[Path, RunConfig, dict[str, Any], dict[str, Any] | None]] = []
+    info: dict[str, Any] = {}
+    for run_dir in find_run_dirs(runs_dir):
+        try:
+            cfg = runs.load_run_config(run_dir)
+            results = json.loads((run_dir / runs.RESULTS).read_text(encoding="utf-8"))
+            if not isinstance(results.get("test"), dict):
+                raise SeqrecError("results.json has no 'test' metrics")
+        except (SeqrecError, json.JSONDecodeError, OSError) as exc:
+            notes.append(f"skipped {run_dir}: {exc}")
+            continue
+        entries = _manifest_entries(run_dir.parent, cache)
+        if entries.get("__study__") and not info:
+            info = {"study": entries["__study__"], "baseline": entries.get("__baseline__")}
+        loaded.append((run_dir, cfg, results, entries.get(run_dir.name)))
+    # a sweep's runs in its planned order (datasets and methods appear as the study lists them)
+    order = {
+        (folder, name): i
+        for folder, entries in cache.items()
+        for i, name in enumerate(n for n in entries if not n.startswith("__"))
+    }
+    loaded.sort(key=lambda item: order.get((item[0].parent, item[0].name), len(order)))
+    derived_idx = [i for i, item in enumerate(loaded) if item[3] is None]
+    derived = dict(
+        zip(derived_idx, _derived_labels([loaded[i][1] for i in derived_idx]), strict=True)
+    )
+    records = []
+    for i, (run_dir, cfg, results, entry) in enumerate(loaded):
+        if entry is not None:
+            dataset, method = entry["dataset"], entry["method"]
+            model, loss, positions, seed = (
+                entry["model"],
+                entry["loss"],
+                entry["positions"],
+                int(entry["seed"]),
+            )
+        else:
+            dataset, method = derived[i]
+            model, loss, positions = cfg.model.name, cfg.loss.name, cfg.loss.positions
+            seed = cfg.train.seed
+        records.append(
+            RunRecord(
+                run_dir=run_dir,
+                name=run_dir.name,
+                dataset=dataset,
+                method=method,
+                model=model,
+                loss=loss,
+                positions=positions,
+                seed=seed,
+                config=cfg,
+                results=results,
+                epochs=runs.read_metrics(run_dir),
+            )
+        )
+    seen: dict[tuple[str, str, int], Path] = {}
+    unique = []
+    for r in records:
+        key = (r.dataset, r.method, r.seed)
+        if key in seen:
+            notes.append(
+                f"skipped {r.run_dir}: same dataset, method and seed as {seen[key]} "
+                f"({r.dataset}, {r.method}, seed {r.seed})"
+            )
+            continue
+        seen[key] = r.run_dir
+        unique.append(r)
+    return unique, notes, info
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def paired_ttest(x: Sequence[float], base: Sequence[float]) -> TTest:
+    """Two-sided paired t-test of ``x`` against ``base`` (same order = same seed).
+
+    No test (``pvalue`` None, ``reason`` set) with fewer than 2 pairs or when every difference
+    is the same (zero variance: the statistic is undefined or infinite).
+    """
+    from scipy import stats
+
+    a, b = np.asarray(x, dtype=float), np.asarray(base, dtype=float)
+    n = len(a)
+    if n != len(b):
+        raise SeqrecError(f"paired t-test needs equal lengths, got {n} and {len(b)}")
+    if n < 2:
+        return TTest(n=n, reason=f"n={n}: a paired test needs at least 2 common seeds")
+    d = a - b
+    if np.allclose(d, d[0], rtol=0.0, atol=1e-15):
+        return TTest(n=n, reason=f"n={n}: identical differences over seeds, no variance")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_rel(a, b)
+    return TTest(n=n, statistic=float(res.statistic), pvalue=float(res.pvalue))
+
+
+def _metrics_of(records: Sequence[RunRecord]) -> list[str]:
+    have = set.intersection(*(set(r.results["test"]) for r in records)) if records else set()
+    return [m for m in REPORT_METRICS if m in have]
+
+
+def _similarity(a: RunConfig, b: RunConfig) -> int:
+    fa, fb = _flat(a), _flat(b)
+    skip = IGNORED_SETTINGS | {k for k in fa if k.startswith(("loss.", "data."))}
+    score = sum(1 for k in fa if k not in skip and fa[k] == fb.get(k))
+    return score + 1000 * (a.model.name == b.model.name)
+
+
+def summarize(
+    records: Sequence[RunRecord], baseline: str | None = None
+) -> tuple[list[Summary], list[str], list[str]]:
+    """Aggregate over seeds and compare with the baseline.
+
+    Returns (summaries in dataset order then baseline first, metrics used, notes).
+    """
+    metrics = _metrics_of(records)
+    notes: list[str] = []
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault((r.dataset, r.method), []).append(r)
+    out: list[Summary] = []
+    datasets = list(dict.fromkeys(r.dataset for r in records))
+    for ds in datasets:
+        methods = [m for (d, m) in groups if d == ds]
+        matches = [
+            m for m in methods if baseline is not None and baseline in (m, groups[(ds, m)][0].loss)
+        ]
+        if baseline is not None and not matches:
+            notes.append(f"dataset {ds}: no method matches the baseline '{baseline}'")
+        for m in sorted(methods, key=lambda m: (m not in matches, methods.index(m))):
+            runs_ = sorted(groups[(ds, m)], key=lambda r: r.seed)
+            first = runs_[0]
+            vals = {k: np.array([r.results["test"][k] for r in runs_], float) for k in metrics}
+            mean = {k: float(v.mean()) for k, v in vals.items()}
+            std = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in vals.items()}
+            summary = Summary(
+                dataset=ds,
+                method=m,
+                model=first.model,
+                loss=first.loss,
+                positions=first.positions,
+                seeds=tuple(r.seed for r in runs_),
+                mean=mean,
+                std=std,
+                best_epoch=float(np.mean([r.results.get("best_epoch", math.nan) for r in runs_])),
+                train_seconds=float(
+                    np.mean([r.results.get("train_seconds", math.nan) for r in runs_])
+                ),
+                is_baseline=m in matches,
+            )
+            if matches and m not in matches:
+                base_m = max(
+                    matches, key=lambda b: _similarity(first.config, groups[(ds, b)][0].config)
+                )
+                summary = _compare(summary, runs_, groups[(ds, base_m)], base_m, metrics)
+            out.append(summary)
+    return out, metrics, notes
+
+
+def _compare(
+    summary: Summary,
+    runs_: Sequence[RunRecord],
+    base_runs: Sequence[RunRecord],
+    base_method: str,
+    metrics: Sequence[str],
+) -> Summary:
+    by_seed = {r.seed: r for r in base_runs}
+    common = [r for r in runs_ if r.seed in by_seed]
+    base_mean = {k: float(np.mean([r.results["test"][k] for r in base_runs])) for k in metrics}
+    rel = {
+        k: (100.0 * (summary.mean[k] - base_mean[k]) / base_mean[k]) if base_mean[k] else math.nan
+        for k in metrics
+    }
+    tests = {
+        k: paired_ttest(
+            [r.results["test"][k] for r in common],
+            [by_seed[r.seed].results["test"][k] for r in common],
+        )
+        for k in metrics
+    }
+    return Summary(
+        **{**asdict_shallow(summary), "baseline": base_method, "rel": rel, "tests": tests}
+    )
+
+
+def asdict_shallow(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict without recursing (keeps nested dataclasses as they are)."""
+    return {f: getattr(obj, f) for f in obj.__dataclass_fields__}
+
+
+def best_methods(summaries: Sequence[Summary], metric: str) -> set[str]:
+    """Methods of one dataset with the highest mean of ``metric`` (all, if tied)."""
+    vals = [s.mean[metric] for s in summaries if math.isfinite(s.mean.get(metric, math.nan))]
+    if not vals:
+        return set()
+    top = max(vals)
+    return {
+        s.method for s in summaries if math.isclose(s.mean[metric], top, rel_tol=0, abs_tol=1e-12)
+    }
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def runs_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One flat row per run: labels, timings, test_* and valid_* metrics, run folder."""
+    metric_keys: list[str] = []
+    for r in records:
+        metric_keys += [k for k in r.results["test"] if k not in metric_keys]
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {
+            "dataset": r.dataset,
+            "method": r.method,
+            "model": r.model,
+            "loss": r.loss,
+            "positions": r.positions,
+            "seed": r.seed,
+            "best_epoch": r.results.get("best_epoch"),
+            "epochs_run": r.results.get("epochs_run"),
+            "train_seconds": r.results.get("train_seconds"),
+            "wall_seconds": r.results.get("wall_seconds"),
+        }
+        for split in ("test", "valid"):
+            got = r.results.get(split, {})
+            for k in metric_keys:
+                v = got.get(k)
+                row[f"{split}_{k}"] = None if v is None else float(v)
+        row["name"] = r.name
+        row["run_dir"] = str(r.run_dir)
+        rows.append(row)
+    return rows
+
+
+def summary_rows(summaries: Sequence[Summary], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for s in summaries:
+        row: dict[str, Any] = {
+            "dataset": s.dataset,
+            "method": s.method,
+            "model": s.model,
+            "loss": s.loss,
+            "positions": s.positions,
+            "n_seeds": len(s.seeds),
+            "seeds": " ".join(map(str, s.seeds)),
+            "baseline": s.method if s.is_baseline else s.baseline,
+            "best_epoch_mean": s.best_epoch,
+            "train_seconds_mean": s.train_seconds,
+        }
+        for k in metrics:
+            row[f"{k}_mean"] = s.mean[k]
+            row[f"{k}_std"] = s.std[k]
+            row[f"{k}_rel_pct"] = s.rel.get(k)
+            t = s.tests.get(k)
+            row[f"{k}_p"] = None if t is None else t.pvalue
+            row[f"{k}_n_pairs"] = None if t is None else t.n
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    def _write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            if not rows:
+                return
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {
+                        k: "" if (v is None or (isinstance(v, float) and math.isnan(v))) else v
+                        for k, v in row.items()
+                    }
+                )
+
+    atomic_write(path, _write)
+
+
+def write_parquet(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([dict(r) for r in rows])
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+
+def _name(metric: str) -> str:
+    return metric.replace("hr", "HR").replace("ndcg", "NDCG").replace("mrr", "MRR")
+
+
+def _p_text(t: TTest | None) -> str:
+    if t is None:
+        return ""
+    if t.pvalue is None:
+        return "p n/a"
+    return f"p={t.pvalue:.3f}" if t.pvalue >= 0.001 else f"p={t.pvalue:.1e}"
+
+
+def _significant(s: Summary, metric: str) -> bool:
+    t = s.tests.get(metric)
+    return t is not None and t.pvalue is not None and t.pvalue < ALPHA
+
+
+def _cell(s: Summary, metric: str) -> str:
+    m, sd = s.mean[metric], s.std[metric]
+    return f"{m:.4f}" if math.isnan(sd) else f"{m:.4f} ± {sd:.4f}"
+
+
+def render_markdown(
+    summaries: Sequence[Summary],
+    metrics: Sequence[str],
+    *,
+    title: str,
+    baseline: str | None,
+    n_runs: int,
+    runs_dir: Path,
+    plots: Mapping[str, Path],
+    out_dir: Path,
+    notes: Sequence[str],
+) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"{n_runs} runs from `{runs_dir}`, generated {time.strftime('%Y-%m-%d %H:%M')}. "
+        "Test metrics (full ranking over the whole catalogue) at the epoch with the best "
+        "validation NDCG@10; **mean ± sample std over seeds**; **bold** = best mean in the "
+        "column for that dataset"
+        + (
+            f"; † = p < {ALPHA} in a two-sided paired t-test over seeds against the baseline "
+            f"`{baseline}` (scipy.stats.ttest_rel, pairs matched by seed)."
+            if baseline
+            else ". No baseline chosen (pass --baseline LOSS) so no significance tests."
+        ),
+        "",
+    ]
+    for ds in dict.fromkeys(s.dataset for s in summaries):
+        rows = [s for s in summaries if s.dataset == ds]
+        best = {k: best_methods(rows, k) for k in metrics}
+        lines += [f"## {ds}", ""]
+        head = ["method", "seeds", *(_name(k) for k in metrics), "best epoch", "train s"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s in rows:
+            cells = [f"`{s.method}`" + (" (baseline)" if s.is_baseline else ""), str(len(s.seeds))]
+            for k in metrics:
+                c = _cell(s, k)
+                c = f"**{c}**" if s.method in best[k] else c
+                cells.append(c + (" †" if _significant(s, k) else ""))
+            cells += [f"{s.best_epoch:.1f}", f"{s.train_seconds:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        compared = [s for s in rows if s.baseline is not None]
+        if compared:
+            lines += [
+                "",
+                "Against the baseline: relative change of the mean and the paired t-test "
+                "p-value over the n seeds both methods have.",
+                "",
+            ]
+            head = ["method", "vs", "n", *(_name(k) for k in metrics)]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for s in compared:
+                n = min((t.n for t in s.tests.values()), default=0)
+                cells = [f"`{s.method}`", f"`{s.baseline}`", str(n)]
+                for k in metrics:
+                    rel = s.rel.get(k, math.nan)
+                    rel_txt = "n/a" if math.isnan(rel) else f"{rel:+.1f}%"
+                    cells.append(f"{rel_txt} ({_p_text(s.tests.get(k))})")
+                lines.append("| " + " | ".join(cells) + " |")
+            reasons = sorted(
+                {t.reason for s in compared for t in s.tests.values() if t.reason is not None}
+            )
+            if reasons:
+                lines += ["", "No test possible where 'p n/a': " + "; ".join(reasons) + "."]
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        for name, path in plots.items():
+            if name.endswith(".png"):
+                rel = os.path.relpath(path, out_dir)
+                lines += [f"![{Path(name).stem}]({rel})", ""]
+    if notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return "\n".join(lines)
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX special characters in a label."""
+    repl = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+    return "".join(repl.get(c, c) for c in text)
+
+
+def render_latex(
+    summaries: Sequence[Summary], metrics: Sequence[str], *, baseline: str | None
+) -> str:
+    """One booktabs table per dataset: mean $\\pm$ std, best in bold, dagger for p < ALPHA."""
+    out = [
+        "% generated by seqrec report; needs \\usepackage{booktabs}",
+    ]
+    for ds in dict.fromkeys(s.dataset for s in summaries):
+        rows = [s for s in summaries if s.dataset == ds]
+        best = {k: best_methods(rows, k) for k in metrics}
+        caption = (
+            f"{latex_escape(ds)}: test metrics at the best validation epoch, mean $\\pm$ std over "
+            "seeds; best in bold"
+        )
+        if baseline:
+            caption += (
+                f"; $^\\dagger$ $p<{ALPHA}$ in a paired t-test over seeds against "
+                f"{latex_escape(baseline)}"
+            )
+        out += [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{{caption}.}}",
+            "\\begin{tabular}{lr" + "c" * len(metrics) + "}",
+            "\\toprule",
+            "Method & Seeds & " + " & ".join(_name(k) for k in metrics) + " \\\\",
+            "\\midrule",
+        ]
+        for s in rows:
+            cells = [latex_escape(s.method), str(len(s.seeds))]
+            for k in metrics:
+                m, sd = s.mean[k], s.std[k]
+                c = f"{m:.4f}" if math.isnan(sd) else f"{m:.4f} $\\pm$ {sd:.4f}"
+                if s.method in best[k]:
+                    c = f"\\textbf{{{c}}}"
+                if _significant(s, k):
+                    c += "$^\\dagger$"
+                cells.append(c)
+            out.append(" & ".join(cells) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------ entry point
+
+
+def write_report(
+    runs_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    baseline: str | None = None,
+    plots: bool = True,
+) -> dict[str, Path]:
+    """Collect every run under ``runs_dir`` and write tables, report and plots.
+
+    Args:
+        runs_dir: a sweep's out_dir (or any folder of run folders).
+        out_dir: where to write (default ``runs_dir/report``).
+        baseline: loss name or method label to compare against (default: the study's).
+        plots: also draw the figures.
+
+    Returns ``{file name: path}`` of everything written (``report.md``, ``report.tex``,
+    ``runs.csv``, ``runs.parquet``, ``summary.csv``, ``valid_ndcg_vs_time.png``, ...).
+    """
+    runs_dir = Path(runs_dir)
+    records, notes, info = collect_runs(runs_dir)
+    if not records:
+        raise SeqrecError(
+            f"no finished runs under {runs_dir} (a finished run folder has results.json); "
+            "run `seqrec sweep STUDY.toml` first"
+        )
+    baseline = baseline if baseline is not None else info.get("baseline")
+    summaries, metrics, more_notes = summarize(records, baseline)
+    notes = [*notes, *more_notes]
+    out = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    rows = runs_rows(records)
+    write_csv(out / "runs.csv", rows)
+    write_parquet(out / "runs.parquet", rows)
+    write_csv(out / "summary.csv", summary_rows(summaries, metrics))
+    for name in ("runs.csv", "runs.parquet", "summary.csv"):
+        written[name] = out / name
+
+    plot_paths: dict[str, Path] = {}
+    if plots:
+        from seqrec.experiments.plots import plot_study
+
+        curves: dict[str, dict[str, list[Sequence[Mapping[str, Any]]]]] = {}
+        for s in summaries:  # summary order: baseline first, same colours everywhere
+            curves.setdefault(s.dataset, {})[s.method] = []
+        for r in sorted(records, key=lambda r: r.seed):
+            curves[r.dataset][r.method].append(r.epochs)
+        plot_paths = plot_study(curves, out / "plots")
+        written.update(plot_paths)
+
+    title = f"Study {info['study']}" if info.get("study") else f"Runs in {runs_dir}"
+    md = render_markdown(
+        summaries,
+        metrics,
+        title=title,
+        baseline=baseline,
+        n_runs=len(records),
+        runs_dir=runs_dir,
+        plots=plot_paths,
+        out_dir=out,
+        notes=notes,
+    )
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.tex", render_latex(summaries, metrics, baseline=baseline))
+    written["report.md"] = out / "report.md"
+    written["report.tex"] = out / "report.tex"
+    return written
+
+
+__all__ = [
+    "RunRecord",
+    "Summary",
+    "TTest",
+    "collect_runs",
+    "paired_ttest",
+    "summarize",
+    "write_report",
+]

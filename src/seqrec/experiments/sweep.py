@@ -1,0 +1,286 @@
+"""Run a study's grid sequentially, resumably, with a live summary of progress and ETA.
+
+Resumability rules (a run folder is ``out_dir/<run name>``, names are deterministic):
+
+* a run is *finished* only if its folder has ``results.json`` (written last, atomically, by
+  :func:`seqrec.train.fit`); finished runs are never repeated;
+* a folder without ``results.json`` is what a killed sweep leaves behind: it is moved aside to
+  ``out_dir/.incomplete/<name>-<time>`` and the run is redone from scratch, so a run folder
+  never mixes epochs of two processes;
+* a finished run whose saved config differs from what the study now asks for stops the sweep
+  before anything runs (change ``out_dir`` or remove the folder): stale numbers are never
+  reported as if they came from the current study.
+
+``out_dir/sweep.json`` records the study and the labels of every run (dataset, method, seed)
+for :mod:`seqrec.experiments.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from seqrec import runs
+from seqrec.config import RunConfig
+from seqrec.errors import SeqrecError
+from seqrec.experiments.study import PlannedRun, Study, load_study
+from seqrec.train import fit
+
+MANIFEST = "sweep.json"
+INCOMPLETE = ".incomplete"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run counts as finished only if ``results.json`` exists in its folder."""
+    return (Path(run_dir) / runs.RESULTS).is_file()
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """``section.key: a != b`` for every differing setting (``out_dir`` and ``name`` ignored)."""
+    out = []
+    for f in fields(RunConfig):
+        if f.name in ("out_dir", "name"):
+            continue
+        da, db = asdict(getattr(a, f.name)), asdict(getattr(b, f.name))
+        out += [f"{f.name}.{k}: {da[k]!r} != {db[k]!r}" for k in da if da[k] != db[k]]
+    return out
+
+
+def eta_seconds(
+    durations: list[float], remaining: int, current_elapsed: float = 0.0
+) -> float | None:
+    """Expected seconds left: mean duration of finished runs x runs left (the one running now
+    counted as its mean minus what it has already taken, never below zero). None if unknown."""
+    if remaining <= 0:
+        return 0.0
+    if not durations:
+        return None
+    mean = sum(durations) / len(durations)
+    return max(mean - current_elapsed, 0.0) + mean * (remaining - 1)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """'1h02m', '3m05s', '12s' or '?'."""
+    if seconds is None:
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def write_manifest(study: Study, planned: list[PlannedRun]) -> Path:
+    """Write ``out_dir/sweep.json`` atomically; entries of runs no longer planned are kept."""
+    path = study.out_dir / MANIFEST
+    old: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            old = {r["name"]: r for r in json.loads(path.read_text(encoding="utf-8"))["runs"]}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            old = {}
+    entries = {r.name: r.manifest() for r in planned}
+    kept = [r for n, r in old.items() if n not in entries]
+    runs.write_json(
+        path,
+        {
+            "study": study.name,
+            "study_file": str(study.path) if study.path is not None else None,
+            "baseline": study.baseline,
+            "seeds": list(study.seeds),
+            "runs": list(entries.values()) + kept,
+        },
+    )
+    return path
+
+
+def _move_aside(run_dir: Path, out_dir: Path) -> Path:
+    dest_root = out_dir / INCOMPLETE
+    dest_root.mkdir(parents=True, exist_ok=True)
+    dest = dest_root / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    i = 1
+    while dest.exists():
+        dest = dest_root / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}-{i}"
+        i += 1
+    shutil.move(str(run_dir), str(dest))
+    return dest
+
+
+def _check_finished_configs(planned: list[PlannedRun], out_dir: Path) -> list[float]:
+    """Refuse stale finished runs; return the wall seconds of the finished ones (for the ETA)."""
+    durations = []
+    for run in planned:
+        run_dir = out_dir / run.name
+        if not is_finished(run_dir):
+            continue
+        diff = config_diff(runs.load_run_config(run_dir), run.config)
+        if diff:
+            raise SeqrecError(
+                f"{run_dir} is a finished run made with a different config ({'; '.join(diff[:3])}"
+                f"{'; ...' if len(diff) > 3 else ''}); the study changed since it ran. "
+                "Use a new out_dir for the changed study, or remove that folder to redo it"
+            )
+        try:
+            res = json.loads((run_dir / runs.RESULTS).read_text(encoding="utf-8"))
+            durations.append(float(res["wall_seconds"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            pass
+    return durations
+
+
+class _Display:
+    """Live summary on a terminal (rich): a bar of runs done/total with elapsed time and ETA,
+    and under it the current run and epoch. Elsewhere one plain line per run on stderr;
+    nothing when quiet."""
+
+    def __init__(self, total: int, done: int, quiet: bool) -> None:
+        self.quiet = quiet
+        self.live: Any = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console, Group
+            from rich.live import Live
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.text import Text
+
+            self._group, self._text = Group, Text
+            self.progress = Progress(
+                TextColumn("[bold]sweep[/]"),
+                BarColumn(bar_width=30),
+                MofNCompleteColumn(),
+                TextColumn("runs"),
+                TimeElapsedColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
+            )
+            self.task = self.progress.add_task("sweep", total=total, completed=done, eta="?")
+            self.status = Text("")
+            self.live = Live(
+                Group(self.progress, self.status),
+                console=Console(stderr=True),
+                refresh_per_second=4,
+            )
+            self.live.start()
+
+    def say(self, msg: str) -> None:
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.console.print(msg, markup=False, highlight=False)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def update(self, status: str, eta: float | None, advance: int = 0) -> None:
+        if self.live is None:
+            return
+        self.progress.update(self.task, eta=fmt_seconds(eta), advance=advance)
+        self.status = self._text(f"  {status}", overflow="ellipsis", no_wrap=True)
+        self.live.update(self._group(self.progress, self.status))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def run_sweep(
+    study_path: str | Path,
+    *,
+    quiet: bool = False,
+    out_dir: str | Path | None = None,
+    fit_fn: Callable[..., Any] | None = None,
+) -> list[Path]:
+    """Run every unfinished run of the study in order; return the folders of all finished runs.
+
+    Args:
+        study_path: the study TOML file (see :mod:`seqrec.experiments.study`).
+        quiet: no progress output.
+        out_dir: put the runs here instead of the study's ``out_dir``.
+        fit_fn: the training function (default :func:`seqrec.train.fit`; tests substitute it).
+
+    A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
+    :class:`SeqrecError` lists the failures (their folders are kept and redone on the next
+    sweep). Interrupting (Ctrl-C) leaves the current run unfinished; rerun to continue.
+    """
+    study = load_study(study_path)
+    if out_dir is not None:
+        study = replace(study, out_dir=Path(out_dir))
+    train = fit_fn or fit
+    planned = study.runs()
+    if out_dir is not None:  # the run configs carry the out_dir they were planned with
+        planned = [
+            replace(r, config=replace(r.config, out_dir=str(study.out_dir))) for r in planned
+        ]
+    study.out_dir.mkdir(parents=True, exist_ok=True)
+    durations = _check_finished_configs(planned, study.out_dir)
+    write_manifest(study, planned)
+
+    todo = [r for r in planned if not is_finished(study.out_dir / r.name)]
+    total = len(planned)
+    display = _Display(total, total - len(todo), quiet)
+    display.say(
+        f"study {study.name}: {total} runs in {study.out_dir} "
+        f"({total - len(todo)} already finished, {len(todo)} to run)"
+    )
+    session: list[float] = []  # durations measured in this process (preferred for the ETA)
+    failures: list[str] = []
+    try:
+        for i, run in enumerate(todo):
+            run_dir = study.out_dir / run.name
+            if run_dir.exists():
+                moved = _move_aside(run_dir, study.out_dir)
+                display.say(f"{run.name}: unfinished folder moved to {moved}; redoing it")
+            remaining = len(todo) - i
+            start = time.perf_counter()
+
+            def on_epoch(
+                record: dict[str, Any],
+                name: str = run.name,
+                t0: float = start,
+                epochs: int = run.config.train.epochs,
+                remaining: int = remaining,
+            ) -> None:
+                valid = record.get("valid", {}).get("ndcg@10")
+                txt = f"{name} epoch {record['epoch']}/{epochs}"
+                if valid is not None:
+                    txt += f" ndcg@10 {valid:.4f}"
+                elapsed = time.perf_counter() - t0
+                display.update(txt, eta_seconds(session or durations, remaining, elapsed))
+
+            display.update(f"{run.name} starting", eta_seconds(session or durations, remaining))
+            try:
+                result = train(run.config, quiet=True, on_epoch=on_epoch)
+            except SeqrecError as exc:
+                failures.append(f"{run.name}: {exc}")
+                display.say(f"FAILED {run.name}: {exc}")
+                display.update(run.name + " failed", None, advance=1)
+                continue
+            seconds = time.perf_counter() - start
+            session.append(seconds)
+            test = result.results.get("test", {})
+            done = total - len(todo) + i + 1
+            eta = eta_seconds(session, remaining - 1)
+            display.say(
+                f"[{done}/{total}] {run.name}: test ndcg@10 {test.get('ndcg@10', float('nan')):.4f} "
+                f"in {fmt_seconds(seconds)}; ETA {fmt_seconds(eta)}"
+            )
+            display.update("", eta, advance=1)
+    finally:
+        display.close()
+    if failures:
+        raise SeqrecError(
+            f"{len(failures)} of {total} runs failed (rerun the sweep to retry them): "
+            + " | ".join(failures)
+        )
+    display.say(f"study {study.name}: all {total} runs finished in {study.out_dir}")
+    return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]

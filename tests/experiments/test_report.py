@@ -1,0 +1,242 @@
+"""Reports from hand-written run folders: aggregation, paired t-tests, tables, Markdown/LaTeX, plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+from seqrec.errors import SeqrecError
+from seqrec.experiments.plots import mean_curve, plot_study
+from seqrec.experiments.report import (
+    collect_runs,
+    latex_escape,
+    paired_ttest,
+    summarize,
+    write_report,
+)
+
+from .fakes import fake_run, metrics, tiny_config
+
+# test NDCG@10 by (dataset, loss, seed)
+NDCG = {
+    ("small", "ce", 1): 0.30,
+    ("small", "ce", 2): 0.36,
+    ("small", "bce", 1): 0.20,
+    ("small", "bce", 2): 0.22,
+    ("large", "ce", 1): 0.10,
+    ("large", "ce", 2): 0.14,
+    ("large", "bce", 1): 0.12,
+    ("large", "bce", 2): 0.13,
+}
+
+
+def make_study_runs(root: Path, seeds=(1, 2), baseline: str | None = "bce") -> Path:
+    """A sweep's out_dir by hand: 2 datasets x 2 losses x seeds, with a sweep.json manifest."""
+    entries = []
+    for (ds, loss, seed), ndcg in NDCG.items():
+        if seed not in seeds:
+            continue
+        name = f"{ds}-sasrec-{loss}-all-seed{seed}"
+        cfg = tiny_config(loss={"name": loss}, train={"seed": seed}, name=name, out_dir=str(root))
+        curve = [
+            {
+                "epoch": e,
+                "loss": 3.0 / e,
+                "wall_seconds": 1.5 * e,
+                "valid": {"ndcg@10": ndcg * e / 3},
+            }
+            for e in (1, 2, 3)
+        ]
+        fake_run(root / name, cfg, metrics(ndcg), epochs=curve, best_epoch=3)
+        entries.append(
+            {
+                "name": name,
+                "dataset": ds,
+                "method": f"sasrec-{loss}-all",
+                "model": "sasrec",
+                "loss": loss,
+                "positions": "all",
+                "seed": seed,
+                "factors": {},
+            }
+        )
+    (root / "sweep.json").write_text(
+        json.dumps({"study": "handmade", "baseline": baseline, "runs": entries}), encoding="utf-8"
+    )
+    return root
+
+
+def by_key(summaries):
+    return {(s.dataset, s.method): s for s in summaries}
+
+
+def test_paired_ttest_matches_a_hand_computation():
+    # two pairs: df = 1, the t distribution is Cauchy, so p = 1 - (2/pi) * atan(|t|)
+    x, base = [0.30, 0.36], [0.20, 0.22]
+    d = np.array(x) - np.array(base)  # 0.10, 0.14
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(2))  # 0.12 / (0.028284 / 1.41421) = 6.0
+    assert t == pytest.approx(6.0)
+    res = paired_ttest(x, base)
+    assert res.n == 2 and res.statistic == pytest.approx(6.0)
+    assert res.pvalue == pytest.approx(1 - 2 / math.pi * math.atan(6.0))
+    # three pairs against scipy directly
+    x3, b3 = [0.3, 0.5, 0.4], [0.1, 0.2, 0.4]
+    assert paired_ttest(x3, b3).pvalue == pytest.approx(stats.ttest_rel(x3, b3).pvalue)
+
+
+def test_paired_ttest_says_when_no_test_is_possible():
+    one = paired_ttest([0.3], [0.2])
+    assert one.pvalue is None and one.n == 1 and "at least 2" in (one.reason or "")
+    same = paired_ttest([0.3, 0.4], [0.2, 0.3])  # identical differences: no variance
+    assert same.pvalue is None and "identical differences" in (same.reason or "")
+    with pytest.raises(SeqrecError):
+        paired_ttest([0.1, 0.2], [0.1])
+
+
+def test_summaries_mean_std_relative_change_and_pvalue_by_hand(tmp_path):
+    records, notes, info = collect_runs(make_study_runs(tmp_path / "runs"))
+    assert len(records) == 8 and not notes and info["baseline"] == "bce"
+    summaries, used, _ = summarize(records, "bce")
+    assert used == ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"]
+    s = by_key(summaries)
+    ce = s[("small", "sasrec-ce-all")]
+    assert ce.seeds == (1, 2)
+    assert ce.mean["ndcg@10"] == pytest.approx(0.33)
+    assert ce.std["ndcg@10"] == pytest.approx(math.sqrt(2 * 0.03**2))  # sample std, n - 1 = 1
+    assert ce.baseline == "sasrec-bce-all" and not ce.is_baseline
+    assert ce.rel["ndcg@10"] == pytest.approx(100 * (0.33 - 0.21) / 0.21)
+    assert ce.tests["ndcg@10"].pvalue == pytest.approx(1 - 2 / math.pi * math.atan(6.0))
+    base = s[("small", "sasrec-bce-all")]
+    assert base.is_baseline and base.baseline is None and not base.tests
+    # order: datasets as found, baseline first within each
+    assert next(x.method for x in summaries if x.dataset == "small") == "sasrec-bce-all"
+
+
+def test_without_baseline_there_are_no_tests(tmp_path):
+    records, _, _ = collect_runs(make_study_runs(tmp_path / "runs", baseline=None))
+    summaries, _, notes = summarize(records, None)
+    assert all(not x.tests and x.baseline is None for x in summaries) and not notes
+    summaries, _, notes = summarize(records, "gbce")
+    assert any("no method matches the baseline 'gbce'" in n for n in notes)
+
+
+def test_baseline_is_matched_to_the_most_similar_method(tmp_path):
+    root = tmp_path / "runs"
+    for model in ("sasrec", "gru4rec"):
+        for loss, v in (("ce", 0.3), ("bce", 0.2)):
+            for seed in (1, 2):
+                cfg = tiny_config(model={"name": model}, loss={"name": loss}, train={"seed": seed})
+                fake_run(root / f"{model}-{loss}-{seed}", cfg, metrics(v + 0.01 * seed))
+    records, notes, _ = collect_runs(root)  # no manifest: labels from config.toml
+    assert not notes
+    s = by_key(summarize(records, "bce")[0])
+    assert s[("synthetic", "gru4rec-ce-all")].baseline == "gru4rec-bce-all"
+    assert s[("synthetic", "sasrec-ce-all")].baseline == "sasrec-bce-all"
+
+
+def test_labels_without_manifest_include_the_settings_that_differ(tmp_path):
+    root = tmp_path / "runs"
+    for lr in (0.001, 0.003):
+        cfg = tiny_config(train={"lr": lr, "seed": 5})
+        fake_run(root / f"lr{lr}", cfg, metrics(0.2))
+    records, _, _ = collect_runs(root)
+    assert sorted(r.method for r in records) == ["sasrec-ce-all-lr0.001", "sasrec-ce-all-lr0.003"]
+    assert {r.dataset for r in records} == {"synthetic"} and {r.seed for r in records} == {5}
+
+
+def test_broken_and_unfinished_folders_are_skipped_with_a_note(tmp_path):
+    root = make_study_runs(tmp_path / "runs")
+    (root / "unfinished").mkdir()
+    (root / "unfinished" / "config.toml").write_text("")
+    (root / "broken").mkdir()
+    (root / "broken" / "results.json").write_text("{}")  # no config.toml
+    (root / ".incomplete" / "x").mkdir(parents=True)
+    (root / ".incomplete" / "x" / "results.json").write_text("{}")
+    records, notes, _ = collect_runs(root)
+    assert len(records) == 8
+    assert len(notes) == 1 and "broken" in notes[0]
+
+
+def test_write_report_outputs(tmp_path):
+    root = make_study_runs(tmp_path / "runs")
+    out = write_report(root)
+    for name in (
+        "report.md",
+        "report.tex",
+        "runs.csv",
+        "runs.parquet",
+        "summary.csv",
+        "valid_ndcg_vs_time.png",
+        "valid_ndcg_vs_time.svg",
+        "train_loss.png",
+        "train_loss.svg",
+        "valid_ndcg_vs_epoch.png",
+        "valid_ndcg_vs_epoch.svg",
+    ):
+        assert out[name].is_file() and out[name].stat().st_size > 0, name
+    assert out["report.md"].parent == root / "report"
+    assert out["valid_ndcg_vs_time.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rows = list(csv.DictReader(out["runs.csv"].open()))
+    assert len(rows) == 8 and float(rows[0]["test_ndcg@10"]) in NDCG.values()
+    table = pq.read_table(out["runs.parquet"])
+    assert table.num_rows == 8 and "test_mrr" in table.column_names
+    summary = {(r["dataset"], r["method"]): r for r in csv.DictReader(out["summary.csv"].open())}
+    assert float(summary[("small", "sasrec-ce-all")]["ndcg@10_mean"]) == pytest.approx(0.33)
+    assert summary[("small", "sasrec-bce-all")]["ndcg@10_p"] == ""
+
+    md = out["report.md"].read_text()
+    assert "# Study handmade" in md
+    assert md.index("## small") < md.index("## large")  # the study's order, not alphabetical
+    # best per column in bold: on "small" CE wins (0.33 ± 0.0424), on "large" CE (0.12) vs
+    # BCE (0.125): BCE wins
+    assert "**0.3300 ± 0.0424**" in md
+    assert "**0.1250 ± 0.0071**" in md
+    assert "+57.1% (p=0." in md  # (0.33 - 0.21) / 0.21
+    assert "![valid_ndcg_vs_time](plots/valid_ndcg_vs_time.png)" in md
+    tex = out["report.tex"].read_text()
+    assert "\\textbf{0.3300 $\\pm$ 0.0424}" in tex and "\\begin{tabular}" in tex
+    assert "sasrec-ce-all" in tex
+
+
+def test_report_with_one_seed_says_no_test_possible(tmp_path):
+    root = make_study_runs(tmp_path / "runs", seeds=(1,))
+    out = write_report(root, out_dir=tmp_path / "rep", plots=False)
+    md = out["report.md"].read_text()
+    assert "p n/a" in md and "at least 2 common seeds" in md
+    assert "0.3000 |" in md or "**0.3000**" in md  # no ± with a single seed
+    assert not (tmp_path / "rep" / "plots").exists()
+
+
+def test_empty_runs_dir_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SeqrecError, match="no finished runs"):
+        write_report(tmp_path / "empty")
+    with pytest.raises(SeqrecError, match="does not exist"):
+        write_report(tmp_path / "nope")
+
+
+def test_latex_escape():
+    assert latex_escape("a_b & 5%") == r"a\_b \& 5\%"
+
+
+def test_mean_curve_aligns_seeds_by_epoch():
+    seeds = [
+        [{"epoch": 1, "t": 1.0, "v": 0.1}, {"epoch": 2, "t": 2.0, "v": 0.3}],
+        [{"epoch": 1, "t": 3.0, "v": 0.2}],  # stopped early
+    ]
+    xs, ys, sd, n = mean_curve(seeds, lambda r: r["t"], lambda r: r.get("v"))
+    assert xs.tolist() == [2.0, 2.0] and ys == pytest.approx([0.15, 0.3])
+    assert sd == pytest.approx([np.std([0.1, 0.2], ddof=1), 0.0]) and n.tolist() == [2, 1]
+
+
+def test_plots_survive_missing_data(tmp_path):
+    paths = plot_study({"d": {"m": [[{"epoch": 1, "loss": 1.0}]]}}, tmp_path)  # no valid metrics
+    assert all(p.stat().st_size > 0 for p in paths.values()) and len(paths) == 6

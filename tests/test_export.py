@@ -1,0 +1,146 @@
+"""ONNX export: onnxruntime gives the same scores and top-k as PyTorch (synthetic and real
+Beauty histories), the batch is dynamic, metadata is recorded, failures leave no file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from seqrec.config import ModelConfig, RunConfig, merge, validate
+from seqrec.errors import SeqrecError
+from seqrec.export import (
+    check_parity,
+    check_run_parity,
+    export_model_onnx,
+    export_onnx,
+    onnx_session,
+)
+from seqrec.models import build_model
+from seqrec.models.base import SequentialRecommender
+from seqrec.recommend import Recommender
+from seqrec.train import fit
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-epoch SASRec (300 users, 60 items, d = 16, 1 block, maxlen 10) on synthetic data."""
+    root = tmp_path_factory.mktemp("export")
+    cfg = validate(
+        merge(
+            RunConfig(),
+            {
+                "data": {"dataset": "synthetic", "synthetic_users": 300, "synthetic_items": 60},
+                "model": {"dim": 16, "layers": 1, "maxlen": 10, "dropout": 0.1},
+                "train": {"epochs": 1, "batch_size": 64, "seed": 3, "threads": 1},
+                "out_dir": str(root / "runs"),
+                "name": "tiny",
+            },
+        )
+    )
+    return fit(cfg, quiet=True).run_dir
+
+
+def random_inputs(n: int, maxlen: int, n_items: int, seed: int = 0) -> np.ndarray:
+    """int64[n, maxlen] left-padded rows of random length 1..maxlen (plus one all-padding row)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, n_items + 1, size=(n, maxlen))
+    lengths = rng.integers(1, maxlen + 1, size=n)
+    x[np.arange(maxlen)[None, :] < (maxlen - lengths)[:, None]] = 0
+    x[0] = 0
+    return x.astype(np.int64)
+
+
+def test_run_export_parity_on_200_histories(run_dir: Path, tmp_path: Path) -> None:
+    path = export_onnx(run_dir, tmp_path / "out" / "model.onnx")
+    rec = Recommender.from_run(run_dir)
+    parity = check_parity(rec.model, path, random_inputs(200, 10, 60), k=10)
+    assert parity.n == 200 and parity.max_abs_diff <= 1e-4
+    assert parity.unexplained == 0 and parity.topk_exact >= 0.99 and parity.ok()
+    # via raw ids, as a client would send them
+    hs = [[rec.vocab.items[(7 * i + j) % 60] for j in range(i % 15)] for i in range(50)]
+    assert check_run_parity(run_dir, path, hs).ok()
+
+
+def test_graph_io_dynamic_batch_and_metadata(run_dir: Path, tmp_path: Path) -> None:
+    path = export_onnx(run_dir, tmp_path / "m.onnx")
+    proto = onnx.load(path)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["seqrec.maxlen"] == "10" and props["seqrec.n_items"] == "60"
+    assert json.loads(props["seqrec.model"])["dim"] == 16
+    assert json.loads(props["seqrec.items"]) == list(Recommender.from_run(run_dir).vocab.items)
+    session = onnx_session(path)
+    assert [i.name for i in session.get_inputs()] == ["items"]
+    for b in (1, 7):
+        (scores,) = session.run(["scores"], {"items": random_inputs(b, 10, 60, seed=b)})
+        assert scores.shape == (b, 60) and scores.dtype == np.float32
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
+
+
+def test_default_path_is_inside_best(run_dir: Path) -> None:
+    path = export_onnx(run_dir)
+    assert path == run_dir / "best" / "model.onnx" and path.is_file()
+    path.unlink()
+
+
+def test_parity_detects_a_different_model(run_dir: Path, tmp_path: Path) -> None:
+    path = export_onnx(run_dir, tmp_path / "m.onnx")
+    rec = Recommender.from_run(run_dir)
+    with torch.no_grad():
+        rec.model.item_embeddings()[5:].mul_(-1.0)  # changes scores and rankings
+    parity = check_parity(rec.model, path, random_inputs(50, 10, 60))
+    assert not parity.ok() and parity.max_abs_diff > 1e-2 and parity.unexplained > 0
+
+
+def test_gru4rec_exports_too(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="gru4rec", dim=16, layers=2, maxlen=12), 40)
+    path = export_model_onnx(model, 12, tmp_path / "gru.onnx")
+    for n in (1, 3, 100):  # batch sizes other than the export example's
+        parity = check_parity(model, path, random_inputs(n, 12, 40, seed=n))
+        assert parity.max_abs_diff <= 1e-4 and parity.unexplained == 0
+
+
+class _Broken(SequentialRecommender):
+    n_items, dim = 5, 2
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("cannot encode")
+
+    def item_embeddings(self) -> torch.Tensor:
+        return torch.zeros(6, 2)
+
+
+def test_failed_export_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(SeqrecError, match=r"ONNX export to .* failed: RuntimeError: cannot encode"):
+        export_model_onnx(_Broken(), 4, tmp_path / "x.onnx")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SeqrecError, match="items must be int64"):
+        check_parity(_Broken(), tmp_path / "x.onnx", np.zeros((0, 4), dtype=np.int64))
+
+
+def read_user_lines(path: Path, n: int, maxlen: int) -> np.ndarray:
+    """int64[n, maxlen]: the last maxlen items of the first n users of a user-lines file."""
+    x = np.zeros((n, maxlen), dtype=np.int64)
+    with open(path) as f:
+        for row in range(n):
+            items = [int(t) for t in f.readline().split()[1:]][-maxlen:]
+            x[row, maxlen - len(items) :] = items
+    return x
+
+
+def test_real_beauty_parity_on_1000_histories(real_data_dir: str, tmp_path: Path) -> None:
+    """An untrained (seeded) SASRec for Beauty's catalogue, d = 64, 2 blocks, maxlen 50."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="sasrec", dim=64, layers=2, heads=1, dropout=0.5, maxlen=50)
+    model = build_model(cfg, 12101)
+    path = export_model_onnx(model, 50, tmp_path / "beauty.onnx")
+    x = read_user_lines(Path(real_data_dir) / "s3rec" / "Beauty.txt", 1000, 50)
+    assert x.max() <= 12101 and (x[:, -1] > 0).all()
+    parity = check_parity(model, path, x, k=10)
+    assert parity.n == 1000 and parity.max_abs_diff <= 1e-4
+    assert parity.unexplained == 0 and parity.topk_exact >= 0.99

@@ -1,0 +1,201 @@
+"""The HTTP service: health, model, single and batch recommendations, and a 4xx with a message
+for every kind of bad request (never a 500)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from seqrec.config import RunConfig, merge, validate
+from seqrec.data.synthetic import generate
+from seqrec.recommend import Recommender
+from seqrec.serve import MAX_BATCH, MAX_BODY_BYTES, MAX_HISTORY, MAX_ID_CHARS, create_app
+from seqrec.train import fit
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's httpx deprecation notice
+    from fastapi.testclient import TestClient
+
+
+def train_tiny_run(root: Path) -> Path:
+    """A 1-epoch SASRec on a 300-user, 60-item synthetic log whose raw ids are 'sku-<7i+3>'."""
+    seqs = generate(300, 60, seed=1)
+    users = np.repeat(np.arange(seqs.n_users), seqs.lengths())
+    lines = [f"user{u}\tsku-{7 * int(i) + 3}" for u, i in zip(users, seqs.items, strict=True)]
+    (root / "log.tsv").write_text("\n".join(lines) + "\n")
+    cfg = validate(
+        merge(
+            RunConfig(),
+            {
+                "data": {
+                    "dataset": str(root / "log.tsv"), "format": "log", "sep": "\t",
+                    "user_col": "0", "item_col": "1",
+                },
+                "model": {"dim": 16, "layers": 1, "maxlen": 10, "dropout": 0.1},
+                "train": {"epochs": 1, "batch_size": 64, "seed": 3, "threads": 1},
+                "out_dir": str(root / "runs"),
+                "name": "tiny",
+            },
+        )
+    )  # fmt: skip
+    return fit(cfg, quiet=True).run_dir
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Recommender:
+    return Recommender.from_run(train_tiny_run(tmp_path_factory.mktemp("serve")))
+
+
+@pytest.fixture(scope="module")
+def client(rec: Recommender) -> TestClient:
+    return TestClient(create_app(rec), raise_server_exceptions=False)
+
+
+def test_health_and_model(client: TestClient, rec: Recommender) -> None:
+    assert client.get("/health").json() == {"status": "ok", "n_items": 60}
+    info = client.get("/model").json()
+    assert info["n_items"] == 60 and info["model"]["maxlen"] == 10 and info["loss"]["name"] == "ce"
+    assert info["test"] == rec.info["test"] and info["trained_finished"]
+
+
+def test_single_history_matches_the_recommender(client: TestClient, rec: Recommender) -> None:
+    h = list(rec.vocab.items[:4])
+    resp = client.post("/recommend", json={"history": h, "k": 5})
+    assert resp.status_code == 200
+    body = resp.json()
+    expected = rec.recommend_one(h, k=5)
+    (got,) = body["results"]
+    assert body["k"] == 5 and [x["item"] for x in got["items"]] == expected.items
+    assert [x["score"] for x in got["items"]] == pytest.approx(expected.scores)
+    assert got["source"] == "model" and got["history_used"] == 4 and got["unknown"] == []
+    assert all(x["title"] is None for x in got["items"])
+
+
+def test_batch_keeps_order_reports_unknown_and_falls_back(
+    client: TestClient, rec: Recommender
+) -> None:
+    a, b = rec.vocab.items[0], rec.vocab.items[7]
+    resp = client.post(
+        "/recommend",
+        json={
+            "histories": [[a, "ghost", 12], [], [b], ["ghost"]],
+            "k": 3,
+            "exclude_history": False,
+        },
+    )
+    assert resp.status_code == 200
+    res = resp.json()["results"]
+    assert [r["source"] for r in res] == ["model", "popularity", "model", "popularity"]
+    assert res[0]["unknown"] == ["ghost", "12"] and res[3]["unknown"] == ["ghost"]
+    assert [x["item"] for x in res[2]["items"]] == rec.recommend_one(
+        [b], k=3, exclude_history=False
+    ).items
+    assert res[1]["items"] == res[3]["items"] and len(res[1]["items"]) == 3
+
+
+def test_integer_ids_are_accepted(tmp_path: Path, rec: Recommender) -> None:
+    from seqrec.data.sequences import Vocabulary
+
+    numeric = Vocabulary(users=rec.vocab.users, items=tuple(str(i) for i in range(100, 160)))
+    app = create_app(Recommender(rec.model, numeric, maxlen=rec.maxlen))
+    c = TestClient(app)
+    as_int = c.post("/recommend", json={"history": [100, 101], "k": 4}).json()["results"][0]
+    as_str = c.post("/recommend", json={"history": ["100", "101"], "k": 4}).json()["results"][0]
+    assert as_int == as_str and as_int["unknown"] == [] and as_int["history_used"] == 2
+
+
+def test_openapi_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/recommend", "/model", "/health"} <= set(schema["paths"])
+    req = schema["components"]["schemas"]["RecommendRequest"]
+    assert req["properties"]["k"]["maximum"] == 1000 and req["additionalProperties"] is False
+
+
+def _long(n: int) -> list[str]:
+    return ["sku-10"] * n
+
+
+BAD: list[tuple[str, Any, str]] = [
+    ("malformed json", b'{"history": [', "not valid JSON"),
+    ("not an object", b"[1, 2, 3]", "must be a JSON object"),
+    ("a bare string", b'"sku-10"', "must be a JSON object"),
+    ("empty body", b"", "must be a JSON object"),
+    ("neither field", {"k": 3}, "exactly one of"),
+    ("both fields", {"history": [], "histories": [[]]}, "exactly one of"),
+    ("history not a list", {"history": "sku-10"}, "body.history"),
+    ("history an object", {"history": {"a": 1}}, "body.history"),
+    ("nested garbage", {"history": [["sku-10"]]}, "got an array"),
+    ("null id", {"history": [None]}, "got null"),
+    ("float id", {"history": [1.5]}, "got a number"),
+    ("bool id", {"history": [True]}, "got a boolean"),
+    ("empty id", {"history": [""]}, "1 to 256 characters"),
+    ("id too long", {"history": ["x" * (MAX_ID_CHARS + 1)]}, "1 to 256 characters"),
+    ("k zero", {"history": [], "k": 0}, "body.k"),
+    ("k negative", {"history": [], "k": -3}, "body.k"),
+    ("k huge", {"history": [], "k": 10**9}, "body.k"),
+    ("k over catalogue", {"history": [], "k": 61}, "larger than the catalogue (60 items)"),
+    ("k a string", {"history": [], "k": "5"}, "body.k"),
+    ("k a float", {"history": [], "k": 2.5}, "body.k"),
+    ("k null", {"history": [], "k": None}, "body.k"),
+    ("exclude_history a string", {"history": [], "exclude_history": "yes"}, "exclude_history"),
+    ("unknown field", {"history": [], "user": "u1"}, "body.user: Extra inputs"),
+    ("empty batch", {"histories": []}, "at least 1 item"),
+    ("batch of non-lists", {"histories": ["sku-10"]}, "body.histories.0"),
+    ("history too long", {"history": _long(MAX_HISTORY + 1)}, "at most 10000"),
+    ("batch too big", {"histories": [[]] * (MAX_BATCH + 1)}, "at most 1000"),
+    ("too many ids in all", {"histories": [_long(MAX_HISTORY)] * 21}, "at most 200000"),
+]
+
+
+@pytest.mark.parametrize(("body", "needle"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_requests_get_422_with_a_message(client: TestClient, body: Any, needle: str) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    resp = client.post("/recommend", content=raw, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    msg = resp.json()["message"]
+    assert needle in msg, msg
+    assert "\n" not in msg and len(msg) < 600  # one line, and the input is never echoed
+
+
+def test_other_4xx(client: TestClient) -> None:
+    cases = [
+        client.post("/recommend", content=b'{"history": []}', headers={"content-type": "text/plain"}),
+        client.get("/recommend"),
+        client.get("/nowhere"),
+        client.post("/recommend", content=b"x" * (MAX_BODY_BYTES + 1),
+                    headers={"content-type": "application/json"}),
+    ]  # fmt: skip
+    assert [r.status_code for r in cases] == [422, 405, 404, 413]
+    assert all(r.json()["message"] for r in cases)
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"history": ["'
+        for _ in range(MAX_BODY_BYTES // 2**20 + 1):
+            yield b"a" * 2**20
+        yield b'"]}'
+
+    resp = client.post("/recommend", content=chunks(), headers={"content-type": "application/json"})
+    assert resp.status_code == 413 and "larger than" in resp.json()["message"]
+
+
+def test_unexpected_errors_are_a_logged_500_without_internals(
+    rec: Recommender, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = Recommender(rec.model, rec.vocab, maxlen=rec.maxlen)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    broken.recommend = boom  # type: ignore[method-assign]
+    c = TestClient(create_app(broken), raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="seqrec.serve"):
+        resp = c.post("/recommend", json={"history": ["sku-10"]})
+    assert resp.status_code == 500
+    assert "secret" not in resp.text and resp.json()["error"] == "internal error"
+    assert "secret internal detail" in caplog.text
