@@ -95,3 +95,47 @@ def test_existing_run_folder_is_not_reused(tmp_path):
     fit(tiny_config(tmp_path, name="same", train={"epochs": 1}), quiet=True)
     with pytest.raises(SeqrecError, match="already exists"):
         fit(tiny_config(tmp_path, name="same", train={"epochs": 1}), quiet=True)
+
+
+@pytest.mark.parametrize("model_name", ["sasrec", "gru4rec"])
+@pytest.mark.parametrize("positions", ["all", "last"])
+def test_pieces_give_the_plain_batch_loss_and_gradients(model_name, positions):
+    """The fast path (a batch cut into length pieces, each trimmed) equals the plain one (the
+    whole batch at maxlen width) in loss value and in every parameter gradient."""
+    import numpy as np
+
+    from seqrec.data.batching import train_batches
+    from seqrec.data.sequences import Sequences
+    from seqrec.losses import NaiveCE
+    from seqrec.models import build_model
+    from seqrec.train import encode_batch
+
+    rng = np.random.default_rng(0)
+    lists = [rng.integers(1, 31, size=int(rng.integers(2, 25))).tolist() for _ in range(40)]
+    train = Sequences.from_lists(lists, n_items=30)
+    cfg = merge(RunConfig(), {"model": {"name": model_name, "dim": 16, "maxlen": 12}}).model
+    torch.manual_seed(0)
+    model = build_model(cfg, n_items=30).eval()  # no dropout: both paths see the same function
+    kw = dict(maxlen=12, batch_size=40)
+    (plain,) = train_batches(train, rng=np.random.default_rng(1), piece_rows=None, **kw)
+    (fast,) = train_batches(train, rng=np.random.default_rng(1), piece_rows=7, **kw)
+    assert len(fast) > 1 and len(plain) == 1
+
+    def loss_and_grads(pieces):
+        model.zero_grad()
+        h, t, row = encode_batch(model, pieces, positions)
+        rows = np.concatenate([p.rows for p in pieces])
+        order = np.argsort(rows[row.numpy()], kind="stable")  # compare in one position order
+        loss = NaiveCE()(h, t, model.item_embeddings())
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        key = torch.from_numpy(rows[row.numpy()][order])
+        return loss.detach(), grads, key, t[torch.from_numpy(order)]
+
+    l1, g1, k1, t1 = loss_and_grads(plain)
+    l2, g2, k2, t2 = loss_and_grads(fast)
+    assert torch.equal(k1, k2) and torch.equal(t1, t2)  # the same positions
+    torch.testing.assert_close(l2, l1, rtol=1e-5, atol=1e-6)
+    assert g1.keys() == g2.keys()
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], rtol=1e-4, atol=1e-6, msg=name)

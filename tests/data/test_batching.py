@@ -83,52 +83,76 @@ def expected_pairs(seqs: Sequences, maxlen: int) -> Counter:
     return out
 
 
-@pytest.mark.parametrize("bucket", [True, False])
-def test_every_training_pair_once_per_epoch(bucket: bool) -> None:
+def flat(batches) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every piece of every batch as (inputs, targets, rows)."""
+    return [(p.inputs, p.targets, p.rows) for pieces in batches for p in pieces]
+
+
+@pytest.mark.parametrize("piece_rows", [None, 1, 5, 64])
+def test_every_training_pair_once_per_epoch(piece_rows: int | None) -> None:
     seqs = random_seqs(2)
     maxlen, bs = 10, 16
     rng = np.random.default_rng(0)
     batches = list(
-        train_batches(seqs, maxlen=maxlen, batch_size=bs, rng=rng, bucket=bucket, return_rows=True)
+        train_batches(seqs, maxlen=maxlen, batch_size=bs, rng=rng, piece_rows=piece_rows)
     )
-    got = epoch_pairs(batches)
+    got = epoch_pairs(flat(batches))
     assert got == expected_pairs(seqs, maxlen)
     assert max(got.values()) == 1
-    assert len(batches) == n_train_batches(seqs, maxlen=maxlen, batch_size=bs, bucket=bucket)
-    all_rows = np.concatenate([r for _, _, r in batches])
+    assert len(batches) == n_train_batches(seqs, batch_size=bs)
+    all_rows = np.concatenate([r for _, _, r in flat(batches)])
     assert sorted(all_rows.tolist()) == np.flatnonzero(seqs.lengths() >= 2).tolist()
-    if not bucket:
-        assert all(b[0].shape[1] == maxlen for b in batches)
+    assert all(sum(len(p.rows) for p in pieces) <= bs for pieces in batches)
+    if piece_rows is None:
+        assert all(len(pieces) == 1 and pieces[0].inputs.shape[1] == maxlen for pieces in batches)
+    else:
+        assert all(len(p.rows) <= piece_rows for pieces in batches for p in pieces)
 
 
-def test_bucketing_changes_only_order_and_padding() -> None:
+def test_pieces_change_only_padding_not_batches() -> None:
+    """Cutting batches into length pieces keeps each batch's users and pairs, with less padding."""
     seqs = random_seqs(3, n_users=2000, max_len=60)
-    kw = dict(maxlen=50, batch_size=8, return_rows=True)
-    a = list(train_batches(seqs, rng=np.random.default_rng(0), bucket=True, **kw))
-    b = list(train_batches(seqs, rng=np.random.default_rng(0), bucket=False, **kw))
-    assert epoch_pairs(a) == epoch_pairs(b)
-    cells = lambda bs: sum(x[0].size for x in bs)  # noqa: E731
-    assert cells(a) < 0.8 * cells(b)  # bucketing saves padding
-    for inputs, _, _ in a:  # each bucketed batch is trimmed to its longest row
+    kw = dict(maxlen=50, batch_size=64)
+    a = list(train_batches(seqs, rng=np.random.default_rng(0), piece_rows=8, **kw))
+    b = list(train_batches(seqs, rng=np.random.default_rng(0), piece_rows=None, **kw))
+    assert len(a) == len(b)
+    for pa, pb in zip(a, b, strict=True):  # the same users in the same batch
+        assert sorted(np.concatenate([p.rows for p in pa]).tolist()) == sorted(pb[0].rows.tolist())
+        assert epoch_pairs(flat([pa])) == epoch_pairs(flat([pb]))
+    cells = lambda bs: sum(x[0].size for x in flat(bs))  # noqa: E731
+    assert cells(a) < 0.8 * cells(b)  # pieces save padding
+    for inputs, _, _ in flat(a):  # each piece is trimmed to its longest row
         assert np.any(inputs[:, 0] != 0)
+
+
+def test_batches_are_not_grouped_by_length() -> None:
+    """Batches are uniform samples: their mean lengths vary like random draws, not sorted ones."""
+    seqs = random_seqs(7, n_users=4000, max_len=60)
+    batches = list(train_batches(seqs, maxlen=50, batch_size=100, rng=np.random.default_rng(0)))
+    lengths = seqs.lengths()
+    means = np.array([lengths[np.concatenate([p.rows for p in b])].mean() for b in batches])
+    overall = lengths[lengths >= 2]
+    # a random batch of 100 has a mean within a few standard errors of the overall mean
+    se = overall.std() / np.sqrt(100)
+    assert np.all(np.abs(means[:-1] - overall.mean()) < 5 * se)
 
 
 def test_shuffling_is_seeded_and_changes_between_epochs() -> None:
     seqs = random_seqs(4)
-    kw = dict(maxlen=10, batch_size=16, return_rows=True)
+    kw = dict(maxlen=10, batch_size=16)
     rng1, rng2 = np.random.default_rng(5), np.random.default_rng(5)
-    e1 = [r.tolist() for _, _, r in train_batches(seqs, rng=rng1, **kw)]
-    e1b = [r.tolist() for _, _, r in train_batches(seqs, rng=rng2, **kw)]
-    e2 = [r.tolist() for _, _, r in train_batches(seqs, rng=rng1, **kw)]
+    e1 = [r.tolist() for _, _, r in flat(train_batches(seqs, rng=rng1, **kw))]
+    e1b = [r.tolist() for _, _, r in flat(train_batches(seqs, rng=rng2, **kw))]
+    e2 = [r.tolist() for _, _, r in flat(train_batches(seqs, rng=rng1, **kw))]
     assert e1 == e1b
     assert e1 != e2
 
 
-def test_without_rows_yields_pairs() -> None:
+def test_tiny_batch_pairs() -> None:
     seqs = Sequences.from_lists([[1, 2, 3], [4]])
     out = list(train_batches(seqs, maxlen=5, batch_size=4, rng=np.random.default_rng(0)))
-    assert len(out) == 1 and len(out[0]) == 2
-    assert out[0][0].tolist() == [[1, 2]] and out[0][1].tolist() == [[2, 3]]
+    assert len(out) == 1 and len(out[0]) == 1
+    assert out[0][0].inputs.tolist() == [[1, 2]] and out[0][0].targets.tolist() == [[2, 3]]
 
 
 def test_sorted_history_hand_made_and_naive() -> None:
