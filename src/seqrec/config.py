@@ -18,8 +18,13 @@ from seqrec.errors import ConfigError
 SPLITS = ("leave-one-out", "temporal")
 FORMATS = ("auto", "user-lines", "pairs", "log")
 POSITIONS = ("all", "last")
-POOLS = ("all", "not-target", "not-history", "popularity", "shared")
+POOLS = ("all", "not-target", "not-history", "in-batch", "popularity", "shared")
+#: pools whose proposal q is known in closed form, so sampled-softmax can apply logQ
+LOGQ_POOLS = ("all", "not-target", "popularity", "shared")
 CE_IMPLS = ("auto", "torch", "chunked")
+RESIDUALS = ("query", "input")
+PADDING_KEYS = ("masked", "attend")
+INITS = ("xavier", "freerec")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,16 @@ class ModelConfig:
     heads: int = 1
     dropout: float = 0.2
     maxlen: int = 50
+    # SASRec variants of the reference codes (see seqrec/models/sasrec.py):
+    residual: str = (
+        "query"  # query: x = LN(x) + attn (Kang & McAuley, pmixer) | input: x + attn (FreeRec)
+    )
+    padding_keys: str = (
+        "masked"  # masked | attend: queries also see the maxlen window's padding keys
+    )
+    init: str = (
+        "xavier"  # xavier: every weight matrix xavier_normal_ | freerec: as Xu et al.'s code
+    )
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,9 @@ class LossConfig:
     name: str = "ce"  # see seqrec.losses.LOSSES
     positions: str = "all"  # all | last
     negatives: int = 1  # K sampled negatives per position (sampled losses)
-    pool: str = "all"  # negative pool: all | not-target | not-history | popularity | shared
+    pool: str = (
+        "all"  # negative pool: all | not-target | not-history | in-batch | popularity | shared
+    )
     alpha: float = 100.0  # sce: scale of the sampled normalising term (Xu et al. 2024)
     nce_c: float = 10.0  # nce: logits shifted by log(C/K) - c (Xu et al. 2024)
     gbce_t: float = 0.75  # gbce: calibration t (Petrov & Macdonald 2023)
@@ -68,6 +85,11 @@ class LossConfig:
     popularity_power: float = 1.0  # popularity pool: q(item) ∝ count^power
     ce_impl: str = "auto"  # ce: auto | torch (fused linear+CE, torch>=2.13) | chunked (item chunks)
     ce_chunk_size: int = 2048  # ce with impl=chunked: items per chunk
+    # rece (Gusak et al. 2024); None = the authors' rule n_b = ⌊√(4 (1 + 2e) min(C, N))⌋
+    rece_buckets: int | None = None  # LSH buckets n_b
+    rece_chunks: int | None = None  # equal chunks n_c of the sorted lists (None: n_b)
+    rece_extra_chunks: int = 1  # neighbouring item chunks scored on each side (e)
+    rece_rounds: int = 1  # independent hashings with fresh random directions
 
 
 @dataclass(frozen=True)
@@ -76,10 +98,12 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    adam_beta2: float = 0.999  # Adam's second-moment decay (pmixer's SASRec uses 0.98)
     patience: int = 5  # evaluations without a better valid NDCG@10 before stopping
     eval_every: int = 1
     seed: int = 42
     threads: int | None = None  # torch threads; None = all cores
+    diagnostics: bool = False  # log exact valid CE and the Xu et al. bound per epoch
 
 
 @dataclass(frozen=True)
@@ -219,11 +243,30 @@ def validate(cfg: RunConfig) -> RunConfig:
     choice("data.format", d.format, FORMATS)
     choice("data.split", d.split, SPLITS)
     choice("model.name", m.name, sorted(MODELS))
+    choice("model.residual", m.residual, RESIDUALS)
+    choice("model.padding_keys", m.padding_keys, PADDING_KEYS)
+    choice("model.init", m.init, INITS)
+    if not 0.0 <= t.adam_beta2 < 1.0:
+        raise ConfigError(f"train.adam_beta2 must be in [0, 1), got {t.adam_beta2}")
     choice("loss.name", lo.name, sorted(LOSSES))
     choice("loss.positions", lo.positions, POSITIONS)
     choice("loss.pool", lo.pool, POOLS)
     choice("loss.ce_impl", lo.ce_impl, CE_IMPLS)
     positive("loss.ce_chunk_size", lo.ce_chunk_size)
+    for key in ("rece_buckets", "rece_chunks"):
+        if getattr(lo, key) is not None:
+            positive(f"loss.{key}", getattr(lo, key))
+    positive("loss.rece_extra_chunks", lo.rece_extra_chunks, 0)
+    positive("loss.rece_rounds", lo.rece_rounds)
+    if lo.popularity_power < 0:
+        raise ConfigError(f"loss.popularity_power must be >= 0, got {lo.popularity_power}")
+    if lo.bpr_max_reg < 0:
+        raise ConfigError(f"loss.bpr_max_reg must be >= 0, got {lo.bpr_max_reg}")
+    if lo.logq and lo.name == "sampled-softmax" and lo.pool not in LOGQ_POOLS:
+        raise ConfigError(
+            f"loss.logq needs a proposal known in closed form; pool '{lo.pool}' has none: "
+            f"choose loss.pool from {', '.join(LOGQ_POOLS)} or set loss.logq = false"
+        )
     if lo.alpha <= 0:
         raise ConfigError(f"loss.alpha must be > 0, got {lo.alpha}")
     if not 0.0 <= lo.gbce_t <= 1.0:

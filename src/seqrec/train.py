@@ -28,6 +28,7 @@ from seqrec.data.batching import Piece, n_train_batches, sorted_history, train_b
 from seqrec.data.datasets import PreparedDataset, load_dataset
 from seqrec.data.sequences import Split
 from seqrec.data.split import make_split
+from seqrec.diagnostics import validation_diagnostics
 from seqrec.errors import TrainingError
 from seqrec.evaluate import evaluate
 from seqrec.io import atomic_write
@@ -135,8 +136,7 @@ def train_one_epoch(
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the {cfg.loss.name} loss became {loss.item()} at epoch {epoch} after {count} positions; "
-                f"the last good checkpoint is kept. Try a smaller learning rate (now {cfg.train.lr}), "
-                "more weight decay, or a different loss."
+                f"try a smaller learning rate (now {cfg.train.lr}), more weight decay, or a different loss."
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -256,7 +256,10 @@ def _fit(
     model = build_model(cfg.model, n_items)
     loss_fn = build_loss(cfg.loss, n_items, item_counts=counts)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.98), weight_decay=cfg.train.weight_decay
+        model.parameters(),
+        lr=cfg.train.lr,
+        betas=(0.9, cfg.train.adam_beta2),
+        weight_decay=cfg.train.weight_decay,
     )
     rng = np.random.default_rng(cfg.train.seed)
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
@@ -290,12 +293,19 @@ def _fit(
         if stopped_early:
             break
         t0 = time.perf_counter()
-        mean_loss = train_one_epoch(
-            model, loss_fn, optimizer, split, cfg, rng, generator, epoch, progress
-        )
+        try:
+            mean_loss = train_one_epoch(
+                model, loss_fn, optimizer, split, cfg, rng, generator, epoch, progress
+            )
+        except TrainingError as exc:
+            raise TrainingError(f"{exc} {_kept_after_failure(run_dir, state, model)}") from None
         epoch_seconds = time.perf_counter() - t0
         state.train_seconds += epoch_seconds
         record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, "epoch_seconds": epoch_seconds}
+        if cfg.train.diagnostics:  # exact valid CE next to the training loss, Xu et al. bound
+            record["diagnostics"] = validation_diagnostics(
+                model, split.valid, maxlen=cfg.model.maxlen, batch_size=cfg.eval.batch_size
+            )
         improved = False
         if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
             t1 = time.perf_counter()
@@ -361,6 +371,27 @@ def _fit(
         quiet,
     )
     return TrainResult(run_dir=run_dir, results=results)
+
+
+# ---- issue 6: what a non-finite loss leaves behind (said in the error's one line) ----
+
+
+def _kept_after_failure(run_dir: Path, state: LoopState, model: SequentialRecommender) -> str:
+    """Which weights went bad, and which checkpoint is still good, for a non-finite loss."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    cause = (
+        f"Non-finite weights: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} (an update diverged)."
+        if bad
+        else "All weights are still finite (the loss itself overflowed)."
+    )
+    if state.best_epoch > 0:
+        kept = (
+            f"The best checkpoint {run_dir / runs.BEST} (epoch {state.best_epoch}, valid "
+            f"ndcg@10 {state.best_ndcg:.4f}) is kept and loadable; no {runs.RESULTS} was written."
+        )
+    else:
+        kept = f"It failed before the first evaluation, so {run_dir} has no checkpoint."
+    return f"{cause} {kept}"
 
 
 def resume(run_dir: Path, *, progress: bool | None = None, quiet: bool = False) -> TrainResult:

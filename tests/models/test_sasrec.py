@@ -159,3 +159,51 @@ def test_from_config_and_validation() -> None:
         SASRec(0)
     with pytest.raises(SeqrecError, match=r"model\.maxlen is 20"):
         model.encode(torch.ones(2, 21, dtype=torch.long))
+
+
+def full_window_causal_only(model: SASRec, items: torch.Tensor) -> torch.Tensor:
+    """The pmixer / FreeRec forward: a maxlen-wide left-padded window and a causal mask only, so
+    real queries also attend to every padding key (a zero row). (B, maxlen, d)."""
+    B, L = items.shape
+    window = torch.nn.functional.pad(items, (model.maxlen - L, 0))  # (B, maxlen)
+    keep = (window != 0).unsqueeze(-1)
+    pos = torch.arange(model.maxlen)
+    x = (model.item_emb(window) * math.sqrt(model.dim) + model.pos_emb(pos)) * keep
+    causal = torch.ones(model.maxlen, model.maxlen, dtype=torch.bool).tril()
+    allowed = causal.expand(B, 1, -1, -1)
+    for block in model.blocks:
+        x = block(x, allowed) * keep
+    return model.final_norm(x)
+
+
+@pytest.mark.parametrize("residual", ["query", "input"])
+def test_attend_padding_equals_the_full_causal_only_window(residual: str) -> None:
+    """padding_keys="attend" on a trimmed batch equals the references' full window."""
+    torch.manual_seed(0)
+    model = SASRec(40, dim=16, layers=2, heads=2, maxlen=12, residual=residual)
+    model.padding_keys = "attend"
+    for block in model.blocks:  # non-zero biases: padding keys then carry real weight
+        for lin in (block.attn.k_proj, block.attn.v_proj, block.attn.q_proj):
+            torch.nn.init.normal_(lin.bias, std=0.5)
+    model.eval()
+    items = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    got = model.encode(items)  # (B, 5, d)
+    want = full_window_causal_only(model, items)[:, -items.shape[1] :]
+    real = items != 0
+    torch.testing.assert_close(got[real], want[real], rtol=1e-5, atol=1e-5)
+    # and the masked default differs from it: the option is not a no-op
+    model.padding_keys = "masked"
+    assert not torch.allclose(model.encode(items)[real], want[real], atol=1e-3)
+
+
+def test_residual_input_differs_from_query() -> None:
+    torch.manual_seed(0)
+    a = SASRec(30, dim=16, layers=1, maxlen=8, residual="query").eval()
+    b = SASRec(30, dim=16, layers=1, maxlen=8, residual="input").eval()
+    b.load_state_dict(a.state_dict())
+    items = torch.tensor([[0, 1, 2, 3]])
+    assert not torch.allclose(a.encode(items), b.encode(items))
+    with pytest.raises(ConfigError, match="residual"):
+        SASRec(30, residual="pre")
+    with pytest.raises(ConfigError, match="padding_keys"):
+        SASRec(30, padding_keys="none")

@@ -61,16 +61,18 @@ class CausalSelfAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
 
     def forward(self, queries: Tensor, keys: Tensor, allowed: Tensor) -> Tensor:
-        """queries, keys: (B, L, d); allowed: bool (B, 1, L, L), True where query i may see key j."""
+        """queries: (B, L, d); keys: (B, L', d) with L' = L, or L + 1 with a leading all-zero
+        "padding" key; allowed: (B, 1, L, L') bool (True where query i may see key j) or float
+        (added to the attention logits)."""
         B, L, d = queries.shape
         H = self.heads
 
-        def split(t: Tensor) -> Tensor:  # (B, L, d) -> (B, H, L, d/H)
-            return t.view(B, L, H, d // H).transpose(1, 2)
+        def split(t: Tensor) -> Tensor:  # (B, L', d) -> (B, H, L', d/H)
+            return t.view(B, t.shape[1], H, d // H).transpose(1, 2)
 
         q = split(self.q_proj(queries))  # (B, H, L, d/H)
-        k = split(self.k_proj(keys))  # (B, H, L, d/H)
-        v = split(self.v_proj(keys))  # (B, H, L, d/H)
+        k = split(self.k_proj(keys))  # (B, H, L', d/H)
+        v = split(self.v_proj(keys))  # (B, H, L', d/H)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=p
@@ -96,16 +98,21 @@ class PointWiseFeedForward(nn.Module):
 class Block(nn.Module):
     """One SASRec block: layer-normed-query attention with residual, LayerNorm, point-wise FFN."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, residual: str = "query") -> None:
         super().__init__()
+        self.residual = residual
         self.attn_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = CausalSelfAttention(dim, heads, dropout)
         self.ffn_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.ffn = PointWiseFeedForward(dim, dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:  # (B, L, d) -> (B, L, d)
+    def forward(self, x: Tensor, allowed: Tensor, sink: bool = False) -> Tensor:
+        """x: (B, L, d) -> (B, L, d). With ``sink`` the keys get one leading all-zero row that
+        stands for the padding of the maxlen window (its weight comes in ``allowed``)."""
         q = self.attn_norm(x)  # (B, L, d)
-        x = q + self.attn(q, x, allowed)  # residual from the normed queries, as in both references
+        keys = F.pad(x, (0, 0, 1, 0)) if sink else x  # (B, L or L + 1, d)
+        base = q if self.residual == "query" else x
+        x = base + self.attn(q, keys, allowed)  # (B, L, d)
         return self.ffn(self.ffn_norm(x))  # (B, L, d)
 
 
@@ -130,6 +137,9 @@ class SASRec(SequentialRecommender):
         heads: int = 1,
         dropout: float = 0.2,
         maxlen: int = 50,
+        residual: str = "query",
+        padding_keys: str = "masked",
+        init: str = "xavier",
     ) -> None:
         super().__init__()
         if n_items < 1:
@@ -145,13 +155,24 @@ class SASRec(SequentialRecommender):
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"SASRec: model.dropout must be in [0, 1), got {dropout}")
+        if residual not in ("query", "input"):
+            raise ConfigError(
+                f"SASRec: model.residual must be 'query' or 'input', got {residual!r}"
+            )
+        if padding_keys not in ("masked", "attend"):
+            raise ConfigError(
+                f"SASRec: model.padding_keys must be 'masked' or 'attend', got {padding_keys!r}"
+            )
+        if init not in ("xavier", "freerec"):
+            raise ConfigError(f"SASRec: model.init must be 'xavier' or 'freerec', got {init!r}")
+        self.residual, self.padding_keys, self.init = residual, padding_keys, init
         self.n_items, self.dim, self.layers, self.heads = n_items, dim, layers, heads
         self.dropout, self.maxlen = dropout, maxlen
 
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
         self.pos_emb = nn.Embedding(maxlen, dim)  # (maxlen, d); last column = position maxlen-1
         self.emb_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout, residual) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.reset_parameters()
 
@@ -165,10 +186,18 @@ class SASRec(SequentialRecommender):
             heads=cfg.heads,
             dropout=cfg.dropout,
             maxlen=cfg.maxlen,
+            residual=cfg.residual,
+            padding_keys=cfg.padding_keys,
+            init=cfg.init,
         )
 
     def reset_parameters(self) -> None:
-        """xavier_normal_ on every weight matrix, zero biases, LayerNorm (1, 0), padding row 0."""
+        """``xavier``: xavier_normal_ on every weight matrix, zero biases (pmixer's port).
+        ``freerec``: as Xu et al.'s SASRec (FreeRec), where only nn.Linear and nn.Embedding are
+        re-initialised: the item/position tables and the attention output projection get
+        xavier_normal_; Q/K/V keep nn.MultiheadAttention's xavier_uniform_ over the stacked
+        (3d, d) matrix with zero bias; the point-wise layers keep nn.Conv1d's default
+        (kaiming_uniform_(a=√5), bias U(±1/√d)). LayerNorm (1, 0) and padding row 0 in both."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_normal_(module.weight)
@@ -178,6 +207,18 @@ class SASRec(SequentialRecommender):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if self.init == "freerec":
+            d = self.dim
+            for block in self.blocks:
+                qkv = torch.empty(3 * d, d)  # (3d, d), as nn.MultiheadAttention.in_proj_weight
+                nn.init.xavier_uniform_(qkv)
+                attn = block.attn
+                for i, proj in enumerate((attn.q_proj, attn.k_proj, attn.v_proj)):
+                    with torch.no_grad():
+                        proj.weight.copy_(qkv[i * d : (i + 1) * d])
+                for layer in (block.ffn.fc1, block.ffn.fc2):  # nn.Conv1d(d, d, 1) defaults
+                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                    nn.init.uniform_(layer.bias, -1 / math.sqrt(d), 1 / math.sqrt(d))
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
@@ -200,10 +241,30 @@ class SASRec(SequentialRecommender):
         diagonal = torch.eye(L, dtype=torch.bool, device=items.device)  # (L, L)
         allowed = (causal & keep.transpose(1, 2)) | diagonal  # (B, L, L): key j real, or j == i
         allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
+        sink = self.padding_keys == "attend"
+        if sink:
+            allowed = _with_padding_sink(allowed, keep, self.maxlen)  # (B, 1, L, L + 1) float
 
         for block in self.blocks:
-            x = block(x, allowed) * keep  # (B, L, d), padding rows zeroed after every block
+            x = block(x, allowed, sink) * keep  # (B, L, d), padding rows zeroed after every block
         return self.final_norm(x)  # (B, L, d)
+
+
+def _with_padding_sink(allowed: Tensor, keep: Tensor, maxlen: int) -> Tensor:
+    """Additive attention bias that lets every query see the padding of its maxlen window.
+
+    In a maxlen-wide left-padded window (pmixer, FreeRec: causal mask only) each of the
+    n_pad = maxlen - n_real padding keys is a zero row, so all have key b_k and value b_v: together
+    they act as one key with logit q·b_k/√d + log n_pad. That single "sink" key (column 0, an
+    all-zero input row) reproduces the full window exactly for any batch width.
+    allowed: bool (B, 1, L, L); keep: bool (B, L, 1) -> float (B, 1, L, L + 1).
+    """
+    n_pad = maxlen - keep.sum(dim=(1, 2))  # (B,)
+    sink = torch.log(n_pad.to(torch.float32)).view(-1, 1, 1, 1)  # (B, 1, 1, 1); -inf if none
+    sink = sink.expand(-1, 1, allowed.shape[2], 1)  # (B, 1, L, 1)
+    bias = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+    bias.masked_fill_(~allowed, float("-inf"))  # (B, 1, L, L)
+    return torch.cat([sink, bias], dim=3)  # (B, 1, L, L + 1)
 
 
 def _check_items(items: Tensor, maxlen: int) -> None:
