@@ -69,3 +69,49 @@ def test_bad_toml_file(tmp_path):
         load_toml(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loss": {"rece_rounds": 0}}, "rece_rounds must be >= 1"),
+        ({"loss": {"rece_buckets": 0}}, "rece_buckets must be >= 1"),
+        ({"loss": {"rece_extra_chunks": -1}}, "rece_extra_chunks must be >= 0"),
+        ({"loss": {"pool": "inbatch"}}, "did you mean 'in-batch'"),
+        ({"loss": {"gbce_t": 2}}, r"gbce_t must be in \[0, 1\]"),
+        ({"loss": {"alpha": 0}}, "alpha must be > 0"),
+        ({"loss": {"bpr_max_reg": -1}}, "bpr_max_reg must be >= 0"),
+        (
+            {"loss": {"name": "sampled-softmax", "logq": True, "pool": "in-batch"}},
+            "choose loss.pool from all, not-target, popularity, shared",
+        ),
+    ],
+)
+def test_loss_option_validation(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(merge(RunConfig(), overrides))
+
+
+def test_every_loss_option_is_a_config_key():
+    cfg = validate(
+        merge(
+            RunConfig(),
+            {
+                "loss": {
+                    "name": "rece",
+                    "pool": "in-batch",
+                    "rece_buckets": "12",
+                    "rece_chunks": 6,
+                    "rece_extra_chunks": 0,
+                    "rece_rounds": 3,
+                    "nce_c": 2,
+                    "logq": "true",
+                },
+                "train": {"diagnostics": "true"},
+            },
+        )
+    )
+    lo = cfg.loss
+    assert (lo.rece_buckets, lo.rece_chunks, lo.rece_extra_chunks, lo.rece_rounds) == (12, 6, 0, 3)
+    assert lo.pool == "in-batch" and lo.nce_c == 2.0 and lo.logq is True
+    assert cfg.train.diagnostics is True

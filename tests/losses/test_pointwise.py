@@ -77,3 +77,31 @@ def test_gbce_stable_where_the_transform_overflows():
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(h.grad).all()
     assert value.item() == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_gbce_with_t_zero_is_bce(k):
+    """t = 0 gives β = 1: gbce is gSASRec's plain BCE, i.e. BCE averaged over the K + 1 logits
+    with the negatives summed (Petrov & Macdonald 2023, and their reference code). With K = 1
+    that is exactly seqrec's ``bce`` (which means over the K negatives) divided by K + 1 = 2;
+    for K > 1 the two normalisations weight negatives differently, and gbce keeps the paper's
+    because β's calibration is derived for summed negatives."""
+    from seqrec.losses.pointwise import BCELoss
+
+    hidden, table, targets, negatives = case(seed=30 + k, c=C, k=k)
+    loss = GBCELoss(C, negatives=k, t=0.0)
+    assert loss.beta == pytest.approx(1.0)
+    value = loss(hidden, targets, table, negatives=negatives)
+
+    def plain_bce(sp, sn):  # gSASRec's BCE: mean over the K + 1 binary terms
+        return (-math.log(sig(sp)) - sum(math.log(1 - sig(s)) for s in sn)) / (k + 1)
+
+    assert value.item() == pytest.approx(_mean_rows(plain_bce, hidden, table, targets, negatives))
+    if k == 1:
+        bce = BCELoss(C, negatives=1)(hidden, targets, table, negatives=negatives)
+        assert (2 * value).item() == pytest.approx(bce.item(), rel=1e-12)
+        h1 = hidden.clone().requires_grad_()
+        h2 = hidden.clone().requires_grad_()
+        (2 * loss(h1, targets, table, negatives=negatives)).backward()
+        BCELoss(C, negatives=1)(h2, targets, table, negatives=negatives).backward()
+        torch.testing.assert_close(h1.grad, h2.grad)

@@ -273,12 +273,36 @@ def test_logit_block_is_small(monkeypatch):
     assert seen and all(s == (20, 5, 50) for s in seen)  # 3 blocks of 100 × 50, not 100 × 1000
 
 
+def test_default_buckets_follow_the_authors_rule(monkeypatch):
+    """n_b = ⌊√(4 (2e + 1) min(C, N))⌋ (Gusak et al.'s reference README / experiment grid), and
+    the loss uses it (with n_c = n_b) for each batch when no bucket count is given."""
+    assert default_buckets(12101, 12800, 1) == math.isqrt(4 * 3 * 12101) == 381
+    assert default_buckets(12101, 500, 0) == math.isqrt(4 * 500) == 44  # min(C, N) = N
+    assert default_buckets(12101, 500, 3) == math.isqrt(4 * 7 * 500) == 118
+    assert default_buckets(1, 1, 0) == 2 and default_buckets(1, 1, 1) == 3  # clamped later
+    from seqrec.losses import rece
+
+    seen = []
+    real = rece.rece_from_orders
+
+    def spy(*args, **kwargs):
+        seen.append((args[4].shape[1], kwargs["n_chunks"]))  # (C, n_c)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rece, "rece_from_orders", spy)
+    hidden, table, targets = _case(60, 400, 4)
+    RECELoss(400, extra_chunks=2)(hidden, targets, table)
+    n_b = math.isqrt(4 * 5 * 60)
+    assert seen == [(400, n_b)]
+
+
 def test_defaults_config_and_validation():
-    assert default_buckets(12101) == 111
-    assert default_buckets(1) == 1
     loss = build_loss(LossConfig(name="rece"), 400)
     assert isinstance(loss, RECELoss)
-    assert (loss.buckets, loss.chunks, loss.extra_chunks, loss.rounds) == (20, 20, 1, 1)
+    assert (loss.buckets, loss.chunks, loss.extra_chunks, loss.rounds) == (None, None, 1, 1)
+    cfg = LossConfig(name="rece", rece_buckets=9, rece_chunks=3, rece_extra_chunks=2, rece_rounds=4)
+    loss = build_loss(cfg, 400)
+    assert (loss.buckets, loss.chunks, loss.extra_chunks, loss.rounds) == (9, 3, 2, 4)
     hidden, table, targets = _case(5, 9, 3)
     with pytest.raises(DataError, match="built"):
         RECELoss(8)(hidden, targets, table)

@@ -24,12 +24,15 @@ Memory: per round one (N, (2e + 1) · ⌈C / n_c⌉) logit block (plus its exp a
 N × C; hashing the items is done in row blocks. Compute: r · N · (2e + 1) · C / n_c · d for the
 logits and r · (N + C) · n_b · d for the hashing.
 
-Defaults. The paper summary gives no rule for n_b, and the authors' reference code (SASRec
-``rece_forward``) takes ``n_buckets`` and ``buckets_per_chunk`` as hyperparameters without a
-formula (n_c = n_buckets / buckets_per_chunk). We use n_b = ⌈√C⌉ buckets and n_c = n_b chunks
-(clamped to at most N and C): each chunk then holds ~√C items, each row scores
-(2e + 1) · √C of them, and the hashing costs C · √C · d, balancing memory against hashing time.
-e = 1 and r = 1 by default.
+Defaults. The authors' rule for the bucket count (README of their reference code, section
+"Optimal bucket size", and the grid of their experiments) balances the memory of the hash
+projections, r · n_b · max(N, C), against that of the logit / duplicate-count blocks,
+4 · r · N · C · (2e + 1) · α_bc / n_b (α_bc = buckets per chunk, 1 here, so n_c = n_b):
+
+    n_b = ⌊√(4 · α_bc · (2e + 1) · min(C, N))⌋,    N = positions in the batch
+
+so by default n_b depends on the batch (it is recomputed for every call), n_c = n_b, e = 1 and
+r = 1 (the paper tunes e in 0..10 and r in 1..128). Both are clamped to at most min(N, C).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ HASH_BLOCK = 1 << 22
 _FAR = -(1 << 40)
 
 
-def default_buckets(n_items: int) -> int:
-    """n_b = ⌈√C⌉ (see the module docstring for why)."""
-    return max(1, math.ceil(math.sqrt(n_items)))
+def default_buckets(n_items: int, n_rows: int, extra_chunks: int = 1) -> int:
+    """The authors' rule n_b = ⌊√(4 · (2e + 1) · min(C, N))⌋ (at least 1); see the module
+    docstring. n_items = C, n_rows = N positions in the batch, extra_chunks = e."""
+    return max(1, math.isqrt(4 * (2 * extra_chunks + 1) * min(n_items, n_rows)))
 
 
 def lsh_buckets(x: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
@@ -203,13 +207,18 @@ def rece_loss(
 ) -> Tensor:
     """Mean RECE loss (Gusak et al. 2024) of hidden (N, d) for targets (N,) in 1..C.
 
-    n_buckets: LSH buckets n_b (default ⌈√C⌉); n_chunks: chunks n_c (default n_b);
+    n_buckets: LSH buckets n_b (default: the authors' rule, :func:`default_buckets` of C, N
+    and e); n_chunks: chunks n_c (default n_b);
     extra_chunks: neighbouring item chunks scored on each side; rounds: independent hashings.
     The random directions (rounds, d, n_b) are drawn from ``generator`` (float32 N(0, 1)) unless
     ``directions`` is given. Memory ~ rounds × N × (2 · extra_chunks + 1) × ⌈C / n_c⌉ floats.
     """
     c = item_table.shape[0] - 1
-    n_b = n_buckets if n_buckets is not None else default_buckets(c)
+    n_b = (
+        n_buckets
+        if n_buckets is not None
+        else default_buckets(c, hidden.shape[0], max(0, extra_chunks))
+    )
     if n_b < 1 or extra_chunks < 0 or rounds < 1 or (n_chunks is not None and n_chunks < 1):
         raise ConfigError(
             f"rece needs buckets >= 1, chunks >= 1, extra_chunks >= 0 and rounds >= 1; got "
@@ -239,7 +248,8 @@ class RECELoss(SequenceLoss):
 
     Args:
         n_items: catalogue size C.
-        buckets: LSH buckets n_b (None: ⌈√C⌉).
+        buckets: LSH buckets n_b (None: the authors' rule ⌊√(4 (2e + 1) min(C, N))⌋, computed
+            for each batch of N positions).
         chunks: equal chunks n_c of the sorted lists (None: n_b).
         extra_chunks: neighbouring item chunks scored on each side (paper's n_ec), default 1.
         rounds: independent hashings with fresh directions, default 1.
@@ -270,8 +280,8 @@ class RECELoss(SequenceLoss):
                 f"rece needs extra_chunks >= 0 and rounds >= 1, got {extra_chunks} and {rounds}"
             )
         self.n_items = n_items
-        self.buckets = buckets if buckets is not None else default_buckets(n_items)
-        self.chunks = chunks if chunks is not None else self.buckets
+        self.buckets = buckets
+        self.chunks = chunks
         self.extra_chunks = extra_chunks
         self.rounds = rounds
         self.seed = seed

@@ -172,11 +172,25 @@ class SampledLoss(SequenceLoss):
         )
 
     def proposal(self) -> Tensor:
-        """float64[C] the probability q(j) of drawing item j + 1 under this loss's pool
-        (uniform for every pool except "popularity"; the exclusion pools are near-uniform)."""
+        """float64[C] the probability q(j) of drawing item j + 1 under this loss's pool.
+
+        "all" and "shared": 1/C; "popularity": count^power / Σ count^power; "not-target":
+        1/(C - 1), the probability of every item that can be drawn (the target never is).
+        "not-history" and "in-batch" have per-row proposals (they depend on the row's history
+        or on the batch) and raise ConfigError.
+        """
         if self.cdf is not None:
             return popularity_probs(self.cdf)
-        return torch.full((self.n_items,), 1.0 / self.n_items, dtype=torch.float64)
+        if self.pool in ("all", "shared"):
+            return torch.full((self.n_items,), 1.0 / self.n_items, dtype=torch.float64)
+        if self.pool == "not-target":
+            if self.n_items < 2:
+                raise ConfigError("the 'not-target' pool needs at least 2 items")
+            return torch.full((self.n_items,), 1.0 / (self.n_items - 1), dtype=torch.float64)
+        raise ConfigError(
+            f"the '{self.pool}' negative pool has no per-item proposal in closed form (it depends "
+            "on each row's history or batch); use pool all, not-target, popularity or shared"
+        )
 
     def sample(
         self,

@@ -270,10 +270,17 @@ class SampledSoftmaxLoss(SampledLoss):
     """``sampled-softmax``: CE over the target and K sampled negatives (Jean et al. 2015).
 
     ℓ = -log softmax([s⁺, s⁻_1 - o_1, ..., s⁻_K - o_K])[0],   o_k = log(K q(k)) if ``logq``
-    else 0, with q the pool's proposal distribution (uniform, or popularity for the
-    "popularity" pool; the exclusion pools are treated as uniform). With ``logq`` the sum
-    exp(s⁺) + Σ_k exp(s⁻_k) / (K q(k)) is an importance-sampling estimate of the full softmax
-    normaliser; with uniform q it equals ``sce`` with α = C / K.
+    else 0, with q the pool's proposal (:meth:`SampledLoss.proposal`: 1/C for "all" and
+    "shared", 1/(C - 1) for "not-target", count^power / Σ for "popularity"; "not-history" and
+    "in-batch" have no closed-form q and are rejected with ``logq``).
+
+    With ``logq``, Σ_k exp(s⁻_k) / (K q(k)) is an unbiased importance-sampling estimate of
+    Σ_j exp(s_j) over the items the pool can draw (Bengio & Senécal 2008): with "not-target"
+    the whole normaliser exp(s⁺) + Σ_k exp(s⁻_k) / (K q) is unbiased for the full softmax
+    partition Z = Σ_{j=1..C} exp(s_j); with "all" / "popularity" (which may draw the target) it
+    is unbiased for exp(s⁺) + Z (tested statistically). Being the log of an unbiased estimate,
+    the loss itself is biased upwards for finite K (Jensen), vanishing as K grows. With uniform
+    q over all C items it equals ``sce`` with α = C / K.
     """
 
     name = "sampled-softmax"
@@ -282,7 +289,9 @@ class SampledSoftmaxLoss(SampledLoss):
     def __init__(self, n_items: int, *, logq: bool = False, **kwargs: Any) -> None:
         super().__init__(n_items, **kwargs)
         self.logq = bool(logq)
-        log_kq = torch.log(self.negatives * self.proposal()).float()  # (C,) for items 1..C
+        log_kq = torch.zeros(self.n_items)  # (C,) for items 1..C; unused without logq
+        if self.logq:
+            log_kq = torch.log(self.negatives * self.proposal()).float()  # (C,)
         self.register_buffer("log_kq", log_kq, persistent=False)
 
     def row_loss(self, pos: Tensor, neg: Tensor, negatives: Tensor) -> Tensor:
