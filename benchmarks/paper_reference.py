@@ -20,7 +20,7 @@ from pathlib import Path
 from _common import RESULTS, machine, write_result
 from seqrec.config import RunConfig, load_toml, merge, validate
 from seqrec.io import atomic_write_text
-from seqrec.runs import read_metrics
+from seqrec.runs import load_run_config, read_metrics
 from seqrec.train import fit
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -55,7 +55,18 @@ def main() -> None:
         action="store_true",
         help="only rewrite the summary from the per-run JSON files already in results/",
     )
+    ap.add_argument(
+        "--from-run",
+        nargs=4,
+        metavar=("NAME", "RUN_DIR", "LAUNCH_COMMIT", "NOTE"),
+        help="record a run that finished outside this script (e.g. one continued with "
+        "`seqrec train --resume`), with the commit it was launched from and a note",
+    )
     args = ap.parse_args()
+    if args.from_run:
+        name, run_dir, commit, note = args.from_run
+        record_run(name, Path(run_dir), args.seed, commit, note)
+        return
     if args.render_only:
         write_summary()
         return
@@ -78,27 +89,35 @@ def main() -> None:
         cfg = validate(cfg)
         launched = machine()  # the code that runs is the code at launch, not at the end
         result = fit(cfg)
-        epochs = read_metrics(result.run_dir)
-        per_epoch = [e["epoch_seconds"] for e in epochs]
-        evals = [e["eval_seconds"] for e in epochs if "eval_seconds" in e]
-        run = {
-            "config": cfg.to_dict(),
-            "seed": args.seed,
-            "test": result.results["test"],
-            "valid": result.results["valid"],
-            "best_epoch": result.results["best_epoch"],
-            "epochs_run": result.results["epochs_run"],
-            "seconds_per_epoch_median": statistics.median(per_epoch),
-            "seconds_per_eval_median": statistics.median(evals) if evals else None,
-            "train_seconds": result.results["train_seconds"],
-            "wall_seconds": result.results["wall_seconds"],
-            "paper": PAPER[name],
-            "machine": {**machine(), "git_commit_at_launch": launched["git_commit"]},
-        }
-        # one file per run (runs may go in parallel), then the summary over all of them
-        PER_RUN.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(PER_RUN / f"{name}.json", json.dumps(run, indent=2) + "\n")
-        write_summary()
+        record_run(name, result.run_dir, args.seed, launched["git_commit"])
+
+
+def record_run(name: str, run_dir: Path, seed: int, launch_commit: str, note: str = "") -> None:
+    """Write results/paper_reference/NAME.json from a finished run folder, then the summary."""
+    results = json.loads((run_dir / "results.json").read_text())
+    epochs = read_metrics(run_dir)
+    per_epoch = [e["epoch_seconds"] for e in epochs]
+    evals = [e["eval_seconds"] for e in epochs if "eval_seconds" in e]
+    run = {
+        "config": load_run_config(run_dir).to_dict(),
+        "run_dir": str(run_dir),
+        "seed": seed,
+        "test": results["test"],
+        "valid": results["valid"],
+        "best_epoch": results["best_epoch"],
+        "epochs_run": results["epochs_run"],
+        "seconds_per_epoch_median": statistics.median(per_epoch),
+        "seconds_per_eval_median": statistics.median(evals) if evals else None,
+        "train_seconds": results["train_seconds"],
+        "wall_seconds": results["wall_seconds"],
+        "paper": PAPER[name],
+        "machine": {**machine(), "git_commit_at_launch": launch_commit},
+        "note": note,
+    }
+    # one file per run (runs may go in parallel), then the summary over all of them
+    PER_RUN.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(PER_RUN / f"{name}.json", json.dumps(run, indent=2) + "\n")
+    write_summary()
 
 
 def write_summary() -> None:
@@ -119,6 +138,7 @@ def render(payload: dict) -> str:
         "s/eval | total min | threads | seed | commit |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    notes: list[str] = []
     for name, r in sorted(payload["runs"].items()):
         t, p, m = r["test"], r["paper"], r["machine"]
         gap = 100 * (t["ndcg@10"] / p["ndcg@10"] - 1)
@@ -127,13 +147,14 @@ def render(payload: dict) -> str:
             f"| {name} | {t['ndcg@10']:.4f} | {p['ndcg@10']:.4f} | {gap:+.1f}% | {t['hr@10']:.4f} | "
             f"{p['hr@10']:.4f} | {r['best_epoch']} / {r['epochs_run']} | "
             f"{r['seconds_per_epoch_median']:.1f} | {(r['seconds_per_eval_median'] or 0):.1f} | "
-            f"{r['wall_seconds'] / 60:.1f} | {m['torch_threads']} | {r['seed']} | {commit} |"
+            f"{r['wall_seconds'] / 60:.1f} | {r['config']['train']['threads'] or m['torch_threads']} | {r['seed']} | {commit} |"
         )
+        notes.extend(f"- {name}: {r['note']}" for _ in [0] if r.get("note"))
     any_run = next(iter(payload["runs"].values()), None)
     if any_run:
         m = any_run["machine"]
         lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}."]
-    lines += ["", *NOTES]
+    lines += ["", *NOTES, *notes]
     return "\n".join(lines) + "\n"
 
 

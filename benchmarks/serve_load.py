@@ -2,7 +2,9 @@
 
 Starts ``seqrec.serve.serve`` for a run folder in a subprocess (uvicorn on 127.0.0.1, a free
 port), waits for ``GET /health``, then drives ``POST /recommend`` with N concurrent clients
-(httpx, async) for a bounded time. Each request carries one real history (raw ids of a user of
+(httpx, async) for a bounded time and a bounded number of requests (``--seconds``,
+``--max-requests``). Only localhost traffic: the server listens on 127.0.0.1 and the clients
+talk to 127.0.0.1. Each request carries one real history (raw ids of a user of
 the run's dataset, the last ``--max-history`` items; random catalogue ids if the dataset cannot
 be loaded). The first ``--warmup`` seconds are not counted. Writes
 benchmarks/results/serve_load[-NAME].{json,md} with requests/s, p50/p90/p99/max latency and the
@@ -11,8 +13,13 @@ error count.
 The client runs on the same machine and competes with the server for the cores: the numbers
 are a lower bound of what the service does with the machine to itself.
 
+To reproduce the committed figures (a Beauty SASRec run, 2 cores, nothing else running)::
+
+    seqrec train --dataset beauty --data-dir ../shared/data --config benchmarks/configs/beauty-sasrec-ce.toml
     python benchmarks/serve_load.py runs/beauty-sasrec-ce-all-... --seconds 20 --clients 16
-    python benchmarks/serve_load.py RUN --workers 2 --threads 1 --name w2t1
+
+Other setups: ``--workers 2 --threads 1 --name w2t1`` (results go to serve_load-w2t1.*). A quick
+check that the script works, on any small run: ``--seconds 5 --warmup 1 --max-requests 500``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -31,6 +39,24 @@ from typing import Any
 import numpy as np
 
 from _common import machine, write_result
+
+
+def versions() -> dict[str, str]:
+    """Versions of the serving stack (the machine facts carry python, torch, numpy)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("seqrec", "fastapi", "uvicorn", "starlette", "pydantic", "httpx"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def rerun_command() -> str:
+    """The command line that reproduces this measurement (from the repository root)."""
+    return " ".join(["python", "benchmarks/serve_load.py", *map(shlex.quote, sys.argv[1:])])
 
 
 def free_port() -> int:
@@ -81,7 +107,7 @@ def start_server(
     return subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> float:
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 300.0) -> float:
     import httpx
 
     t0 = time.perf_counter()
@@ -98,8 +124,17 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> f
 
 
 async def drive(
-    port: int, histories: list[list[str]], *, clients: int, seconds: float, warmup: float, k: int
+    port: int,
+    histories: list[list[str]],
+    *,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    k: int,
+    max_requests: int,
 ) -> dict[str, Any]:
+    """Drive POST /recommend with ``clients`` concurrent clients; stop after ``warmup +
+    seconds`` or once ``max_requests`` requests (warm-up included) were sent."""
     import httpx
 
     url = f"http://127.0.0.1:{port}/recommend"
@@ -109,13 +144,16 @@ async def drive(
     count_from, stop = start + warmup, start + warmup + seconds
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    sent = 0
 
     async def client(c: int, http: httpx.AsyncClient) -> None:
+        nonlocal sent
         i = c
         while True:
             t0 = time.perf_counter()
-            if t0 >= stop:
+            if t0 >= stop or sent >= max_requests:
                 return
+            sent += 1
             try:
                 resp = await http.post(url, content=bodies[i % len(bodies)], headers=headers)
                 ok = resp.status_code == 200
@@ -133,6 +171,7 @@ async def drive(
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
         await asyncio.gather(*(client(c, http) for c in range(clients)))
+    elapsed = min(time.perf_counter(), stop) - count_from  # measured window actually used
     lat = np.array(latencies) * 1000.0
     done = len(latencies)
     pct = (lambda q: float(np.percentile(lat, q))) if done else (lambda q: float("nan"))
@@ -140,8 +179,9 @@ async def drive(
         "requests": done,
         "errors": sum(errors.values()),
         "error_kinds": errors,
-        "seconds": seconds,
-        "requests_per_s": done / seconds,
+        "sent_including_warmup": sent,
+        "seconds": elapsed,
+        "requests_per_s": done / elapsed if elapsed > 0 else float("nan"),
         "latency_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100),
                        "mean": float(lat.mean()) if done else float("nan")},
     }  # fmt: skip
@@ -157,14 +197,17 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    ap.add_argument(
+        "--max-requests", type=int, default=200_000, help="stop after this many requests"
+    )
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-history", type=int, default=50, help="items per request history")
     ap.add_argument("--histories", type=int, default=2000, help="distinct histories to cycle")
     ap.add_argument("--data-dir", default=None, help="datasets folder (default: the run's)")
     ap.add_argument("--name", default="", help="suffix of the result files")
     args = ap.parse_args()
-    if args.seconds <= 0 or args.seconds > 600 or args.clients < 1:
-        raise SystemExit("--seconds must be in (0, 600] and --clients >= 1")
+    if not 0 < args.seconds <= 600 or not 1 <= args.clients <= 256 or args.max_requests < 1:
+        raise SystemExit("--seconds must be in (0, 600], --clients in 1..256, --max-requests >= 1")
 
     histories, source = real_histories(
         args.run_dir, args.data_dir, args.histories, args.max_history
@@ -175,7 +218,7 @@ def main() -> None:
         startup = wait_healthy(port, proc)
         result = asyncio.run(
             drive(port, histories, clients=args.clients, seconds=args.seconds,
-                  warmup=args.warmup, k=args.k)
+                  warmup=args.warmup, k=args.k, max_requests=args.max_requests)
         )  # fmt: skip
     finally:
         proc.terminate()
@@ -190,7 +233,13 @@ def main() -> None:
         "mean_history_len": float(np.mean([len(h) for h in histories])),
         "startup_seconds": startup,
     }  # fmt: skip
-    payload = {"machine": machine(), "setup": setup, "result": result}
+    payload = {
+        "machine": machine(),
+        "versions": versions(),
+        "setup": setup,
+        "result": result,
+        "rerun": rerun_command(),
+    }
     lat = result["latency_ms"]
     md = (
         "# Service load test (single-history POST /recommend)\n\n"
@@ -204,7 +253,9 @@ def main() -> None:
         f"| {result['requests_per_s']:.0f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
         f"{lat['p99']:.1f} | {lat['max']:.1f} | {result['requests']} | {result['errors']} |\n\n"
         f"Machine: {payload['machine']['cpu']}, {payload['machine']['cores']} cores. "
-        "The load generator shares the cores with the server.\n"
+        "The load generator shares the cores with the server.\n\n"
+        f"Versions: {', '.join(f'{k} {v}' for k, v in payload['versions'].items())}.\n\n"
+        f"Rerun: `{payload['rerun']}`\n"
     )
     name = "serve_load" + (f"-{args.name}" if args.name else "")
     js, mdp = write_result(name, payload, md)

@@ -174,3 +174,53 @@ def test_missing_named_dataset_says_where(monkeypatch, capsys, tmp_path):
         monkeypatch, capsys, "data", "stats", "sports", "--data-dir", str(tmp_path)
     )
     assert code == 2 and "Sports_and_Outdoors.txt" in err and str(tmp_path) in err
+
+
+def test_every_loss_option_reaches_the_config(monkeypatch, capsys, tmp_path):
+    """Each loss's options have a flag; they land in the validated config given to fit."""
+    import seqrec.train
+
+    seen = []
+
+    class _StopError(Exception):
+        pass
+
+    def fake_fit(cfg, **_kw):
+        seen.append(cfg)
+        raise _StopError
+
+    monkeypatch.setattr(seqrec.train, "fit", fake_fit)
+    flags = [
+        ["--loss", "sce", "--alpha", "50", "--negatives", "64", "--pool", "shared"],
+        ["--loss", "nce", "--nce-c", "3"],
+        ["--loss", "gbce", "--gbce-t", "0.5"],
+        [
+            "--loss",
+            "sampled-softmax",
+            "--logq",
+            "--pool",
+            "popularity",
+            "--popularity-power",
+            "0.75",
+        ],
+        ["--loss", "bpr-max", "--bpr-max-reg", "1.5", "--pool", "in-batch"],
+        ["--loss", "ce", "--ce-impl", "chunked", "--ce-chunk-size", "512", "--diagnostics"],
+        [
+            *("--loss", "rece", "--rece-buckets", "64", "--rece-chunks", "32"),
+            *("--rece-extra-chunks", "2", "--rece-rounds", "4", "--positions", "last"),
+        ],
+    ]
+    for args in flags:
+        with pytest.raises(_StopError):
+            monkeypatch.setattr(sys, "argv", ["seqrec", "train", *args])
+            main()
+    lo = [c.loss for c in seen]
+    assert (lo[0].name, lo[0].alpha, lo[0].negatives, lo[0].pool) == ("sce", 50.0, 64, "shared")
+    assert lo[1].nce_c == 3.0 and lo[2].gbce_t == 0.5
+    assert lo[3].logq is True and lo[3].popularity_power == 0.75
+    assert lo[4].bpr_max_reg == 1.5 and lo[4].pool == "in-batch"
+    assert (lo[5].ce_impl, lo[5].ce_chunk_size, seen[5].train.diagnostics) == ("chunked", 512, True)
+    assert (lo[6].rece_buckets, lo[6].rece_chunks, lo[6].rece_extra_chunks) == (64, 32, 2)
+    assert (lo[6].rece_rounds, lo[6].positions, seen[0].train.diagnostics) == (4, "last", False)
+    code, _out, err = run_cli(monkeypatch, capsys, "train", "--loss", "rece", "--rece-rounds", "0")
+    assert code == 2 and "loss.rece_rounds must be >= 1" in err

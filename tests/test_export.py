@@ -123,24 +123,62 @@ def test_failed_export_leaves_nothing(tmp_path: Path) -> None:
         check_parity(_Broken(), tmp_path / "x.onnx", np.zeros((0, 4), dtype=np.int64))
 
 
-def read_user_lines(path: Path, n: int, maxlen: int) -> np.ndarray:
-    """int64[n, maxlen]: the last maxlen items of the first n users of a user-lines file."""
-    x = np.zeros((n, maxlen), dtype=np.int64)
-    with open(path) as f:
-        for row in range(n):
-            items = [int(t) for t in f.readline().split()[1:]][-maxlen:]
-            x[row, maxlen - len(items) :] = items
-    return x
-
-
 def test_real_beauty_parity_on_1000_histories(real_data_dir: str, tmp_path: Path) -> None:
-    """An untrained (seeded) SASRec for Beauty's catalogue, d = 64, 2 blocks, maxlen 50."""
+    """The whole path on real data: Beauty read by seqrec (its vocabulary), a run folder holding
+    a seeded, untrained SASRec (d = 64, 2 blocks, maxlen 50, the paper settings), exported with
+    `export_onnx`, then 1,000 real user histories as raw ids mapped and padded as the service
+    does. onnxruntime must give the same scores (<= 1e-4) and the same top-10, in order."""
+    from seqrec import runs
+    from seqrec.data.datasets import load_dataset
+
+    cfg = validate(
+        merge(
+            RunConfig(),
+            {
+                "data": {"dataset": "beauty", "data_dir": real_data_dir},
+                "model": {"name": "sasrec", "dim": 64, "layers": 2, "heads": 1, "maxlen": 50},
+                "out_dir": str(tmp_path),
+                "name": "beauty",
+            },
+        )
+    )
+    prepared = load_dataset(cfg.data)
+    assert prepared.sequences.n_items == 12101
+    run_dir = runs.create_run_dir(cfg)
+    runs.start_run(run_dir, cfg)
     torch.manual_seed(0)
-    cfg = ModelConfig(name="sasrec", dim=64, layers=2, heads=1, dropout=0.5, maxlen=50)
-    model = build_model(cfg, 12101)
-    path = export_model_onnx(model, 50, tmp_path / "beauty.onnx")
-    x = read_user_lines(Path(real_data_dir) / "s3rec" / "Beauty.txt", 1000, 50)
-    assert x.max() <= 12101 and (x[:, -1] > 0).all()
-    parity = check_parity(model, path, x, k=10)
-    assert parity.n == 1000 and parity.max_abs_diff <= 1e-4
-    assert parity.unexplained == 0 and parity.topk_exact >= 0.99
+    model = build_model(cfg.model, prepared.sequences.n_items)
+    runs.save_checkpoint(run_dir / runs.BEST, model, cfg.model, prepared.vocab, {"epoch": 0})
+
+    raw = np.array(prepared.vocab.items, dtype=object)
+    histories = [raw[prepared.sequences[u] - 1].tolist() for u in range(1000)]
+    path = export_onnx(run_dir)
+    parity = check_run_parity(run_dir, path, histories, k=10)
+    assert parity.n == 1000 and parity.max_abs_diff <= 1e-4, parity
+    assert parity.topk_exact == 1.0 and parity.unexplained == 0, parity
+
+
+def test_export_command(
+    run_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`seqrec export RUN --format onnx` writes the file and checks it against PyTorch."""
+    import sys
+
+    from seqrec.cli import main
+
+    out = tmp_path / "cli" / "m.onnx"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["seqrec", "export", str(run_dir), "--format", "onnx", "--out", str(out), "--json"],
+    )
+    with pytest.raises(SystemExit) as done:  # typer exits, 0 on success
+        main()
+    assert done.value.code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["path"] == str(out) and out.stat().st_size == payload["bytes"]
+    assert payload["parity"]["n"] == 256 and payload["parity"]["max_abs_diff"] <= 1e-4
+    assert payload["parity"]["topk_exact"] == 1.0

@@ -267,3 +267,39 @@ def test_real_ml100k_titles_join_and_ml1m_ids_are_remapped(real_data_dir: str) -
     with open(Path(real_data_dir) / "ml-1m" / "ml-1m.txt") as f:
         first = [f.readline().split() for _ in range(79)]
     assert [int(i) for u, i in first] == list(range(1, 80)) and {u for u, _ in first} == {"1"}
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_recommend_command(
+    run_dir: Path,
+    rec: Recommender,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`seqrec recommend RUN --history "..." -k K [--json]`: raw ids in and out, history
+    excluded by default, unknown ids reported, several --history for several users."""
+    import json
+    import sys
+
+    from seqrec.cli import main
+
+    def run(*args: str) -> tuple[str, str]:
+        monkeypatch.setattr(sys, "argv", ["seqrec", "recommend", str(run_dir), *args])
+        with pytest.raises(SystemExit) as done:  # typer exits, 0 on success
+            main()
+        assert done.value.code == 0
+        return capsys.readouterr()
+
+    h = list(rec.vocab.items[:3])
+    out, _ = run("--history", " ".join(h), "-k", "5", "--json")
+    got = json.loads(out)
+    assert got["items"] == rec.recommend_one(h, k=5).items and not set(got["items"]) & set(h)
+    out, _ = run("--history", ",".join(h), "-k", "5", "--keep-history", "--json")
+    assert json.loads(out)["items"] == rec.recommend_one(h, k=5, exclude_history=False).items
+    out, err = run("--history", f"{h[0]} ghost", "--history", "", "-k", "2")
+    lines = out.splitlines()
+    assert lines[0] == f"history 1: {h[0]} ghost" and lines[3] == "history 2: (empty)"
+    assert lines[1].split()[1] == rec.recommend_one([h[0]], k=2).items[0]
+    assert "unknown ids (dropped): ghost" in err and "most popular" in err

@@ -199,3 +199,45 @@ def test_unexpected_errors_are_a_logged_500_without_internals(
     assert resp.status_code == 500
     assert "secret" not in resp.text and resp.json()["error"] == "internal error"
     assert "secret internal detail" in caplog.text
+
+
+def test_serve_command_answers_on_localhost(tmp_path: Path) -> None:
+    """`seqrec serve RUN` as a user starts it: a real uvicorn process on 127.0.0.1."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    run = train_tiny_run(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqrec.cli", "serve", str(run), "--port", str(port),
+         "--log-level", "warning"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the server did not come up"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok", "n_items": 60}
+        resp = httpx.post(
+            f"http://127.0.0.1:{port}/recommend", json={"history": ["sku-10", "nope"], "k": 3}
+        )
+        body = resp.json()["results"][0]
+        assert resp.status_code == 200 and body["unknown"] == ["nope"] and len(body["items"]) == 3
+        assert httpx.get(f"http://127.0.0.1:{port}/model").json()["run"] == "tiny"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""The `seqrec` command line: train, evaluate, data stats.
+"""The `seqrec` command line: train, evaluate, recommend, serve, export, data stats.
 
 Every command that prints results takes ``--json``. Errors are one line on stderr, exit code 2.
 """
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from seqrec import cli_deploy
 from seqrec.config import RunConfig, load_toml, merge, validate
 from seqrec.errors import SeqrecError
 
@@ -32,6 +33,9 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
+app.command("recommend")(cli_deploy.recommend)
+app.command("serve")(cli_deploy.serve)
+app.command("export")(cli_deploy.export)
 
 
 def _print_json(obj: Any) -> None:
@@ -63,6 +67,19 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
         "positions": "loss",
         "negatives": "loss",
         "pool": "loss",
+        "alpha": "loss",
+        "nce_c": "loss",
+        "gbce_t": "loss",
+        "logq": "loss",
+        "bpr_max_reg": "loss",
+        "popularity_power": "loss",
+        "ce_impl": "loss",
+        "ce_chunk_size": "loss",
+        "rece_buckets": "loss",
+        "rece_chunks": "loss",
+        "rece_extra_chunks": "loss",
+        "rece_rounds": "loss",
+        "diagnostics": "train",
         "epochs": "train",
         "batch_size": "train",
         "lr": "train",
@@ -150,7 +167,10 @@ def train(
     maxlen: Annotated[int | None, typer.Option(help="Longest history the model sees.")] = None,
     loss: Annotated[
         str | None,
-        typer.Option(help="Training loss: ce (full softmax), bce, bpr, ... (see README)."),
+        typer.Option(
+            help="Training loss: ce (exact full softmax), ce-naive, bce, bpr, top1, bpr-max, "
+            "top1-max, gbce, nce, neg, sampled-softmax, sce, rece (README: Losses)."
+        ),
     ] = None,
     positions: Annotated[
         str | None, typer.Option(help="Which positions train: all (CE here = CCE) or last.")
@@ -159,8 +179,59 @@ def train(
         int | None, typer.Option(help="Sampled negatives per position (sampled losses).")
     ] = None,
     pool: Annotated[
-        str | None, typer.Option(help="Negative pool: all, not-target, not-history.")
+        str | None,
+        typer.Option(
+            help="Negative pool: all, not-target, not-history, in-batch, popularity, shared."
+        ),
     ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="sce: scale α of the sampled normaliser (100).")
+    ] = None,
+    nce_c: Annotated[
+        float | None, typer.Option(help="nce: log-normaliser c; logits shift log(C/K) - c (10).")
+    ] = None,
+    gbce_t: Annotated[
+        float | None, typer.Option(help="gbce: calibration t in [0, 1] (0.75).")
+    ] = None,
+    logq: Annotated[
+        bool | None,
+        typer.Option(
+            "--logq/--no-logq",
+            help="sampled-softmax: subtract log(K q(item)) from the negatives (logQ correction).",
+        ),
+    ] = None,
+    bpr_max_reg: Annotated[
+        float | None, typer.Option(help="bpr-max: score regularisation λ (0).")
+    ] = None,
+    popularity_power: Annotated[
+        float | None, typer.Option(help="popularity pool: q(item) ∝ count^power (1).")
+    ] = None,
+    ce_impl: Annotated[
+        str | None, typer.Option(help="ce: auto, torch (fused) or chunked (own autograd).")
+    ] = None,
+    ce_chunk_size: Annotated[
+        int | None, typer.Option(help="ce with --ce-impl chunked: items per chunk (2048).")
+    ] = None,
+    rece_buckets: Annotated[
+        int | None,
+        typer.Option(help="rece: LSH buckets (default: the paper's ⌊√(4(2e+1)min(C,N))⌋)."),
+    ] = None,
+    rece_chunks: Annotated[
+        int | None, typer.Option(help="rece: chunks of the sorted lists (default: buckets).")
+    ] = None,
+    rece_extra_chunks: Annotated[
+        int | None, typer.Option(help="rece: neighbouring item chunks on each side e (1).")
+    ] = None,
+    rece_rounds: Annotated[
+        int | None, typer.Option(help="rece: hashing rounds with fresh directions (1).")
+    ] = None,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(
+            "--diagnostics",
+            help="Log per epoch the exact validation CE and the Xu et al. -log NDCG <= CE bound.",
+        ),
+    ] = False,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per batch.")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
@@ -210,6 +281,10 @@ def train(
 
       seqrec train --dataset beauty --loss bce --negatives 1
 
+      seqrec train --loss sce --negatives 256 --alpha 100 --diagnostics
+
+      seqrec train --loss rece --rece-extra-chunks 2 --rece-rounds 2 --positions last
+
       seqrec train --config benchmarks/configs/beauty-sasrec-ce.toml --seed 2
 
       seqrec train --resume runs/beauty-sasrec-ce-all-20261122-101500   # after a crash or kill
@@ -237,6 +312,19 @@ def train(
         positions=positions,
         negatives=negatives,
         pool=pool,
+        alpha=alpha,
+        nce_c=nce_c,
+        gbce_t=gbce_t,
+        logq=logq,
+        bpr_max_reg=bpr_max_reg,
+        popularity_power=popularity_power,
+        ce_impl=ce_impl,
+        ce_chunk_size=ce_chunk_size,
+        rece_buckets=rece_buckets,
+        rece_chunks=rece_chunks,
+        rece_extra_chunks=rece_extra_chunks,
+        rece_rounds=rece_rounds,
+        diagnostics=diagnostics or None,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -257,6 +345,10 @@ def train(
             raise SeqrecError(
                 "--resume continues a run with its own config.toml; give no other training options"
             )
+        from seqrec import runs
+
+        if (Path(resume) / runs.CONFIG).exists():
+            runs.remove_stale_temps(resume)  # left by a killed write; never read
         result = resume_run(resume, quiet=quiet or json_out)
     else:
         cfg = validate(merge(RunConfig(), overrides))
@@ -404,6 +496,10 @@ def main() -> None:
         app()  # standalone mode: handles --help, usage errors ("No such option ... Did you mean")
     except SeqrecError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # the environment, not seqrec: disk full, permissions, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         sys.exit(2)
 
 

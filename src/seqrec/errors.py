@@ -5,8 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(text: str, limit: int = 2000) -> str:
+    """``text`` as one printable line: control characters and line breaks (which a malformed
+    input file can put into a message) are escaped, and an overlong message is cut."""
+    if not text.isprintable():
+        text = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text
+        )
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class SeqrecError(Exception):
-    """Base class for every error seqrec reports to a user: the message says what and how to fix it."""
+    """Base class for every error seqrec reports to a user: the message says what and how to fix it.
+
+    The message is always one printable line (see :func:`one_line`).
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(one_line(str(message)))
 
 
 class ConfigError(SeqrecError):

@@ -14,6 +14,7 @@ Every file except the JSON-lines log is written atomically (temp file + rename).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -54,7 +55,12 @@ def create_run_dir(cfg: RunConfig) -> Path:
             f"run folder {run_dir} already exists and is not empty; choose another --name "
             "or remove it"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeqrecError(
+            f"cannot create the run folder {run_dir} ({exc.strerror}); choose another --out-dir"
+        ) from None
     return run_dir
 
 
@@ -105,6 +111,19 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temp files (``.NAME.XXXX.tmp``) of atomic writes that a killed process left
+    in ``run_dir`` and ``run_dir/best`` (never mistaken for real files; removed on resume).
+    Returns what was removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / BEST):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
 def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
     """Keep only the log lines of epochs <= last_epoch (a resumed run redoes the rest)."""
     path = Path(run_dir) / METRICS
@@ -127,6 +146,17 @@ def save_item_counts(folder: Path, counts: Any) -> None:
     atomic_write(folder / "item_counts.npy", _write)
 
 
+WEIGHTS_HASH = "weights_sha256"  # in model.json: ties it to the weights it was written with
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     folder: Path,
     model: SequentialRecommender,
@@ -134,17 +164,33 @@ def save_checkpoint(
     vocab: Vocabulary | None,
     extra: dict[str, Any],
 ) -> None:
-    """Write model weights (safetensors), model config and vocabulary, each atomically."""
+    """Write model weights (safetensors), vocabulary and model config, each atomically.
+
+    ``model.json`` is written last and records the SHA-256 of the weights, so a process killed
+    between the files leaves a checkpoint that :func:`load_checkpoint` refuses (the weights of
+    one epoch with the metadata of another can never pass for a good checkpoint).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, tmp))
-    meta = {"model": asdict(model_cfg), "n_items": model.n_items, **extra}
-    write_json(folder / "model.json", meta)
+    digest: dict[str, str] = {}
+
+    def _write_weights(tmp: str) -> None:
+        save_file(state, tmp)
+        digest["sha256"] = _sha256(tmp)
+
+    atomic_write(folder / "model.safetensors", _write_weights)
     if vocab is not None:
         vocab.save(folder / "vocab.json")
+    meta = {"model": asdict(model_cfg), "n_items": model.n_items, **extra}
+    meta[WEIGHTS_HASH] = digest["sha256"]
+    write_json(folder / "model.json", meta)
 
 
 def load_checkpoint(folder: Path) -> tuple[SequentialRecommender, dict[str, Any]]:
+    """Load a checkpoint folder written by :func:`save_checkpoint` (model in eval mode).
+
+    Raises SeqrecError naming the file for a missing, unreadable, mismatched or damaged one.
+    """
     folder = Path(folder)
     meta_path, weights = folder / "model.json", folder / "model.safetensors"
     if not meta_path.exists() or not weights.exists():
@@ -152,10 +198,27 @@ def load_checkpoint(folder: Path) -> tuple[SequentialRecommender, dict[str, Any]
             f"no checkpoint in {folder} (expected model.json and model.safetensors); "
             "was the run finished at least one evaluation?"
         )
-    meta = json.loads(meta_path.read_text())
-    model_cfg = ModelConfig(**meta["model"])
-    model = build_model(model_cfg, int(meta["n_items"]))
-    model.load_state_dict(load_file(str(weights)))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        model_cfg = ModelConfig(**meta["model"])
+        n_items = int(meta["n_items"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SeqrecError(
+            f"{meta_path}: not a seqrec checkpoint description ({type(exc).__name__}: {exc})"
+        ) from None
+    expected = meta.get(WEIGHTS_HASH)
+    if expected is not None and _sha256(weights) != expected:
+        raise SeqrecError(
+            f"{weights} does not match {meta_path} (a write was interrupted or a file was "
+            "replaced); continue the run with `seqrec train --resume RUN_DIR` to rewrite it"
+        )
+    model = build_model(model_cfg, n_items)
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except Exception as exc:  # safetensors and torch raise many kinds; all mean a bad file
+        raise SeqrecError(
+            f"{weights}: cannot load the weights ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     model.eval()
     return model, meta
 

@@ -50,6 +50,7 @@ from pydantic import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from seqrec.errors import one_line
 from seqrec.recommend import Recommender
 
 log = logging.getLogger("seqrec.serve")
@@ -168,7 +169,7 @@ def _message(errors: list[Any]) -> str:
             )
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
+    return one_line("; ".join(parts) + more)  # a field name can hold any character
 
 
 class ContentLengthLimit:
@@ -232,8 +233,13 @@ def create_app(recommender: Recommender) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message, label = str(exc.detail), "http error"
-        if exc.status_code == 413:
+        message, label, status = str(exc.detail), "http error", exc.status_code
+        if status == 400:  # FastAPI could not decode the body (e.g. not UTF-8): a bad request
+            label, status = "invalid request", 422
+            message = (
+                "body: not valid JSON (send UTF-8 encoded JSON with Content-Type: application/json)"
+            )
+        elif exc.status_code == 413:
             label = "payload too large"
             message = f"the body is larger than {MAX_BODY_BYTES} bytes; send smaller batches"
         elif exc.status_code == 404:
@@ -244,7 +250,7 @@ def create_app(recommender: Recommender) -> FastAPI:
             message = f"{request.method} is not allowed on {request.url.path}"
         return JSONResponse(
             {"error": label, "message": message},
-            status_code=exc.status_code,
+            status_code=status,
             headers=getattr(exc, "headers", None),
         )
 

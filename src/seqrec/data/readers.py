@@ -226,13 +226,17 @@ def read_pairs(raw: bytes, path: Path) -> Interactions:
 # logs (pyarrow)
 
 
-def _first_lines(raw: bytes, n: int) -> list[bytes]:
+def _first_lines(raw: bytes, n: int, path: Path | None = None) -> list[bytes]:
+    """The first ``n`` non-blank lines (looking at the first MiB); with ``path``, a file with
+    none there is a DataError (e.g. only whitespace or control characters)."""
     out = []
     for line in io.BytesIO(raw[: 1 << 20]):
         if line.strip():
             out.append(line.rstrip(b"\r\n"))
             if len(out) >= n:
                 break
+    if not out and path is not None:
+        raise DataError("no data: the file holds only blank lines (in its first MiB)", path=path)
     return out
 
 
@@ -345,7 +349,7 @@ def read_log(
     else:
         _check_text(raw, path)
         raw = _strip_bom(raw)
-        lines = _first_lines(raw, 2)
+        lines = _first_lines(raw, 2, path)
         if sep is None:
             sep = _guess_sep(lines[0])
         if sep == "::":
@@ -388,7 +392,15 @@ def read_log(
                 ) from None
             raise DataError(f"cannot parse the table: {exc}", path=path) from None
         line_offset = 2 if header else 1
-    names = table.column_names
+    try:
+        names = table.column_names
+    except UnicodeDecodeError:
+        raise DataError(
+            "the header row is not UTF-8 text (save the file as UTF-8, or give the columns by "
+            "0-based position for a file without a header)",
+            path=path,
+            line=None if parquet else 1,
+        ) from None
 
     def column(spec: str, role: str) -> tuple[str, object]:
         if _is_position(spec) and (not header or spec not in names):
@@ -452,7 +464,7 @@ def detect_format(path: str | Path, raw: bytes, sep: str | None = None) -> str:
     suffix = _base_suffix(Path(path))
     if suffix in _LOG_EXTENSIONS or sep is not None:
         return "log"
-    lines = _first_lines(raw, 1000)
+    lines = _first_lines(raw, 1000, Path(path))
     if any(s in lines[0] for s in (b"::", b"\t", b",", b";")):
         return "log"
     if all(len(ln.split()) == 2 for ln in lines):
