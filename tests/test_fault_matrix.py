@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from seqrec.cli import main
+from cli_runner import run_cli
 from seqrec.config import RunConfig, merge, validate
 from seqrec.data.readers import read_interactions
 from seqrec.errors import ConfigError, DataError, SeqrecError
@@ -209,20 +208,6 @@ def test_metadata_reader_on_random_input(
 
 
 # ----------------------------------------------------------------------------- CLI and config
-
-
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """The real entry point (seqrec.cli:main) in this process; returns (exit code, out, err)."""
-    monkeypatch.setattr(sys, "argv", ["seqrec", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _setup(tmp: Path, run: Path) -> dict[str, str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_runner import run_cli as run_cli_in_process
 from seqrec import runs
-from seqrec.cli import main
 from seqrec.config import RunConfig, merge, to_toml, validate
 from seqrec.errors import SeqrecError, TrainingError
 from seqrec.train import fit, resume
@@ -55,19 +55,6 @@ def cli(*args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-def run_cli_in_process(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["seqrec", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def kill_at_random(proc: subprocess.Popen[bytes], run_dir: Path, budget: float) -> str:
