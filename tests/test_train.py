@@ -100,8 +100,9 @@ def test_existing_run_folder_is_not_reused(tmp_path):
 @pytest.mark.parametrize("model_name", ["sasrec", "gru4rec"])
 @pytest.mark.parametrize("positions", ["all", "last"])
 def test_pieces_give_the_plain_batch_loss_and_gradients(model_name, positions):
-    """The fast path (a batch cut into length pieces, each trimmed) equals the plain one (the
-    whole batch at maxlen width) in loss value and in every parameter gradient."""
+    """The fast path (a batch cut into length pieces, each trimmed, encoded by encode_real)
+    equals the plain one (the whole batch padded to maxlen width through encode, positions
+    picked by select_positions) in loss value and in every parameter gradient."""
     import numpy as np
 
     from seqrec.data.batching import train_batches
@@ -132,7 +133,20 @@ def test_pieces_give_the_plain_batch_loss_and_gradients(model_name, positions):
         key = torch.from_numpy(rows[row.numpy()][order])
         return loss.detach(), grads, key, t[torch.from_numpy(order)]
 
-    l1, g1, k1, t1 = loss_and_grads(plain)
+    def plain_loss_and_grads(pieces):  # the reference: padded encode at maxlen width
+        (piece,) = pieces
+        model.zero_grad()
+        hidden = model.encode(torch.from_numpy(piece.inputs))  # (B, maxlen, d)
+        h, t, row = select_positions(hidden, torch.from_numpy(piece.targets), positions)
+        rows = piece.rows
+        order = np.argsort(rows[row.numpy()], kind="stable")
+        loss = NaiveCE()(h, t, model.item_embeddings())
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        key = torch.from_numpy(rows[row.numpy()][order])
+        return loss.detach(), grads, key, t[torch.from_numpy(order)]
+
+    l1, g1, k1, t1 = plain_loss_and_grads(plain)
     l2, g2, k2, t2 = loss_and_grads(fast)
     assert torch.equal(k1, k2) and torch.equal(t1, t2)  # the same positions
     torch.testing.assert_close(l2, l1, rtol=1e-5, atol=1e-6)

@@ -221,3 +221,27 @@ def test_overfits_a_deterministic_pattern(name: str) -> None:
     seen_two = real & (x.ne(0).cumsum(1) >= 2)  # positions with at least two items of history
     acc = (pred[seen_two] == y[seen_two]).float().mean().item()
     assert acc > 0.95, f"{name} reached only {acc:.2f} accuracy on a learnable pattern"
+
+
+def test_encode_real_and_last_equal_encode(name: str) -> None:
+    """The fast paths (packed real positions, last position only) give encode's values and
+    gradients: the trainer and the evaluator rely on them."""
+    model = make(name, dropout=0.0).double()
+    x = left_pad(ROWS, 7)
+    ref = model.encode(x)  # (B, L, d)
+    hidden, index = model.encode_real(x)  # (T, d), (T,)
+    assert torch.equal(index, (x.reshape(-1) != 0).nonzero().squeeze(1))
+    torch.testing.assert_close(hidden, ref.reshape(-1, DIM)[index], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(model.encode_last(x), ref[:, -1], rtol=1e-12, atol=1e-12)
+
+    weight = torch.randn_like(hidden)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = torch.autograd.grad((hidden * weight).sum(), params, allow_unused=True)
+    plain = torch.autograd.grad(
+        (model.encode(x).reshape(-1, DIM)[index] * weight).sum(), params, allow_unused=True
+    )
+    for p, a, b in zip(params, fast, plain, strict=True):
+        if a is None or b is None:
+            assert (a is None and b is None) or torch.count_nonzero(a if a is not None else b) == 0
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=f"gradient of {p.shape}")

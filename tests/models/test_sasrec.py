@@ -207,3 +207,40 @@ def test_residual_input_differs_from_query() -> None:
         SASRec(30, residual="pre")
     with pytest.raises(ConfigError, match="padding_keys"):
         SASRec(30, padding_keys="none")
+
+
+@pytest.mark.parametrize("residual", ["query", "input"])
+@pytest.mark.parametrize("padding_keys", ["masked", "attend"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_packed_paths_equal_padded_encode(residual: str, padding_keys: str, layers: int) -> None:
+    """encode_real / encode_last (projections on real positions only, attention on the grid,
+    last block's last queries only) equal encode for every variant, rows of all lengths."""
+    torch.manual_seed(3)
+    model = SASRec(
+        30,
+        dim=8,
+        layers=layers,
+        heads=2,
+        dropout=0.0,
+        maxlen=9,
+        residual=residual,
+        padding_keys=padding_keys,
+    ).double()
+    x = torch.zeros(6, 9, dtype=torch.long)
+    for b, n in enumerate([9, 1, 4, 0, 2, 7]):
+        if n:
+            x[b, -n:] = torch.randint(1, 31, (n,))
+    ref = model.encode(x)  # (B, L, d)
+    hidden, index = model.encode_real(x)
+    torch.testing.assert_close(hidden, ref.reshape(-1, 8)[index], rtol=1e-12, atol=1e-12)
+    nonempty = x[x[:, -1] > 0]
+    torch.testing.assert_close(
+        model.encode_last(nonempty), model.encode(nonempty)[:, -1], rtol=1e-12, atol=1e-12
+    )
+
+
+def test_encode_last_refuses_an_empty_row() -> None:
+    model = SASRec(5, dim=4, maxlen=3).eval()
+    x = torch.tensor([[0, 1, 2], [0, 0, 0]])
+    with pytest.raises(SeqrecError, match="at least one item"):
+        model.encode_last(x)

@@ -80,6 +80,49 @@ class CausalSelfAttention(nn.Module):
         out = out.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
         return self.out_proj(out)  # (B, L, d)
 
+    def forward_packed(
+        self,
+        queries: Tensor,
+        query_index: Tensor,
+        keys: Tensor,
+        index: Tensor,
+        grid: tuple[int, int, int],
+        allowed: Tensor,
+        sink: bool,
+    ) -> Tensor:
+        """The same attention with queries and keys given only at real positions.
+
+        queries: (Tq, d) at flat cells ``query_index`` of a (B, Lq) grid; keys: (T, d) at flat
+        cells ``index`` of the (B, L) grid; grid = (B, Lq, L); allowed: the mask of
+        :meth:`forward` restricted to the Lq query columns. Only attention itself runs on the
+        padded grid (padding keys are masked, so their zero fill never matters); projections run
+        on real positions only. With ``sink`` the leading all-zero key row of :meth:`forward`
+        becomes the projection biases. Returns (Tq, d).
+        """
+        B, Lq, L = grid
+        d, H = queries.shape[1], self.heads
+        k = _scatter_rows(self.k_proj(keys), index, B * L).view(B, L, d)  # (B, L, d)
+        v = _scatter_rows(self.v_proj(keys), index, B * L).view(B, L, d)  # (B, L, d)
+        if sink:  # the zero key row of forward(): its projections are the biases
+            k = torch.cat([self.k_proj.bias.expand(B, 1, d), k], dim=1)  # (B, L + 1, d)
+            v = torch.cat([self.v_proj.bias.expand(B, 1, d), v], dim=1)  # (B, L + 1, d)
+        q = _scatter_rows(self.q_proj(queries), query_index, B * Lq).view(B, Lq, d)  # (B, Lq, d)
+
+        def split(t: Tensor) -> Tensor:  # (B, L', d) -> (B, H, L', d/H)
+            return t.view(B, t.shape[1], H, d // H).transpose(1, 2)
+
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(
+            split(q), split(k), split(v), attn_mask=allowed, dropout_p=p
+        )  # (B, H, Lq, d/H)
+        out = out.transpose(1, 2).reshape(B * Lq, d)[query_index]  # (Tq, d)
+        return self.out_proj(out)  # (Tq, d)
+
+
+def _scatter_rows(rows: Tensor, index: Tensor, n: int) -> Tensor:
+    """(n, d) zeros with ``rows`` (T, d) written at ``index`` (T,); differentiable."""
+    return rows.new_zeros(n, rows.shape[1]).index_copy(0, index, rows)
+
 
 class PointWiseFeedForward(nn.Module):
     """x + Dropout(W2 Dropout(ReLU(W1 x))): the references' two 1x1 convolutions, as Linear layers."""
@@ -114,6 +157,31 @@ class Block(nn.Module):
         base = q if self.residual == "query" else x
         x = base + self.attn(q, keys, allowed)  # (B, L, d)
         return self.ffn(self.ffn_norm(x))  # (B, L, d)
+
+    def forward_packed(
+        self,
+        x: Tensor,
+        index: Tensor,
+        shape: tuple[int, int],
+        allowed: Tensor,
+        sink: bool,
+        last: Tensor | None = None,
+    ) -> Tensor:
+        """:meth:`forward` on real positions only: x (T, d) at flat cells ``index`` of the
+        (B, L) grid -> (T, d). With ``last`` (B,), the positions in x of each row's last column,
+        only those queries are computed -> (B, d) (enough for the final block when ranking)."""
+        B, L = shape
+        q = self.attn_norm(x)  # (T, d)
+        base = q if self.residual == "query" else x  # (T, d)
+        if last is None:
+            out = self.attn.forward_packed(q, index, x, index, (B, L, L), allowed, sink)
+        else:
+            q, base = q[last], base[last]  # (B, d)
+            rows = torch.arange(B, device=x.device)  # (B,): cell b of a (B, 1) grid
+            mask = allowed[:, :, -1:, :]  # (B, 1, 1, L')
+            out = self.attn.forward_packed(q, rows, x, index, (B, 1, L), mask, sink)
+        x = base + out  # (T, d) or (B, d)
+        return self.ffn(self.ffn_norm(x))
 
 
 class SASRec(SequentialRecommender):
@@ -226,8 +294,26 @@ class SASRec(SequentialRecommender):
         """float[C + 1, d]: the input item table, also the output table (row 0 = padding)."""
         return self.item_emb.weight
 
+    #: encode_real / encode_last spend no work on padding (see _encode_packed)
+    packs_padding = True
+
+    def _attention_mask(self, keep: Tensor) -> Tensor:
+        """keep: bool (B, L, 1) -> the attention mask of every block: bool (B, 1, L, L), or
+        float (B, 1, L, L + 1) with the padding sink (``padding_keys="attend"``)."""
+        L = keep.shape[1]
+        causal = torch.ones(L, L, dtype=torch.bool, device=keep.device).tril()  # (L, L), j <= i
+        diagonal = torch.eye(L, dtype=torch.bool, device=keep.device)  # (L, L)
+        allowed = (causal & keep.transpose(1, 2)) | diagonal  # (B, L, L): key j real, or j == i
+        allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
+        if self.padding_keys == "attend":
+            allowed = _with_padding_sink(allowed, keep, self.maxlen)  # (B, 1, L, L + 1) float
+        return allowed
+
     def encode(self, items: Tensor) -> Tensor:
-        """items: int[B, L] left-padded with 0, L <= maxlen -> hidden: float[B, L, d]."""
+        """items: int[B, L] left-padded with 0, L <= maxlen -> hidden: float[B, L, d].
+
+        The plain padded computation (the reference the packed paths are tested against, and
+        what ONNX export traces)."""
         _check_items(items, self.maxlen)
         L = items.shape[1]
         keep = (items != 0).unsqueeze(-1)  # (B, L, 1), False at padding
@@ -237,17 +323,55 @@ class SASRec(SequentialRecommender):
         x = x + self.pos_emb(positions)  # (B, L, d), positions broadcast over rows
         x = self.emb_dropout(x) * keep  # (B, L, d), padding rows zeroed
 
-        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()  # (L, L), j <= i
-        diagonal = torch.eye(L, dtype=torch.bool, device=items.device)  # (L, L)
-        allowed = (causal & keep.transpose(1, 2)) | diagonal  # (B, L, L): key j real, or j == i
-        allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
+        allowed = self._attention_mask(keep)
         sink = self.padding_keys == "attend"
-        if sink:
-            allowed = _with_padding_sink(allowed, keep, self.maxlen)  # (B, 1, L, L + 1) float
-
         for block in self.blocks:
             x = block(x, allowed, sink) * keep  # (B, L, d), padding rows zeroed after every block
         return self.final_norm(x)  # (B, L, d)
+
+    def encode_real(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """(hidden (T, d), flat index (T,)) of the real positions; see the base class."""
+        return self._encode_packed(items, last_only=False)
+
+    def encode_last(self, items: Tensor) -> Tensor:
+        """(B, d): the hidden state at each row's last column (rows must be non-empty)."""
+        hidden, _ = self._encode_packed(items, last_only=True)
+        return hidden
+
+    def _encode_packed(self, items: Tensor, *, last_only: bool) -> tuple[Tensor, Tensor]:
+        """:meth:`encode` computed on the T real positions only.
+
+        Embeddings, LayerNorms, projections and the FFN are row-wise, so they run on a (T, d)
+        matrix of real positions; only the attention product uses the (B, L) grid. With
+        ``last_only`` the final block computes only the last column's queries (ranking needs
+        nothing else). Same values as ``encode`` (tested), one call per batch whatever the
+        lengths: no padding work, no per-piece overhead.
+        Returns (hidden (T, d), index (T,)), or with ``last_only`` ((B, d), arange(B) * L + L - 1).
+        """
+        _check_items(items, self.maxlen)
+        B, L = items.shape
+        flat = items.reshape(-1)  # (B * L,)
+        index = flat.nonzero().squeeze(1)  # (T,) real cells, row-major
+        keep = (items != 0).unsqueeze(-1)  # (B, L, 1)
+        col = index % L  # (T,)
+        x = self.item_emb(flat[index]) * math.sqrt(self.dim)  # (T, d)
+        x = x + self.pos_emb(col + (self.maxlen - L))  # (T, d)
+        x = self.emb_dropout(x)  # (T, d)
+
+        allowed = self._attention_mask(keep)
+        sink = self.padding_keys == "attend"
+        last = None
+        if last_only:
+            if index.numel() == 0 or not bool(keep[:, -1, 0].all()):
+                raise SeqrecError("SASRec.encode_last: every row needs at least one item")
+            last = (col == L - 1).nonzero().squeeze(1)  # (B,) each row's last cell, row order
+        for i, block in enumerate(self.blocks):
+            final = last_only and i == len(self.blocks) - 1
+            x = block.forward_packed(x, index, (B, L), allowed, sink, last if final else None)
+        hidden = self.final_norm(x)  # (T, d) or (B, d)
+        if last_only:
+            return hidden, torch.arange(B, device=items.device) * L + (L - 1)
+        return hidden, index
 
 
 def _with_padding_sink(allowed: Tensor, keep: Tensor, maxlen: int) -> Tensor:
