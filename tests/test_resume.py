@@ -165,8 +165,8 @@ def test_nan_loss_stops_with_diagnosis_and_keeps_the_best_checkpoint(
 
     def poisoned(model, *args, **kwargs):  # type: ignore[no-untyped-def]
         if args[-2] == 3:  # the epoch argument
-            with torch.no_grad():
-                next(model.parameters()).view(-1)[0] = float("nan")
+            with torch.no_grad():  # the final LayerNorm's bias: every position uses it
+                list(model.parameters())[-1].view(-1)[0] = float("nan")
         return original(model, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", poisoned)

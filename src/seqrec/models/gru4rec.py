@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from seqrec.config import ModelConfig
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.models.base import SequentialRecommender
+from seqrec.models.dropout import FastDropout
 
 
 class GRU4Rec(SequentialRecommender):
@@ -64,11 +65,11 @@ class GRU4Rec(SequentialRecommender):
         self.dropout, self.maxlen = dropout, maxlen
 
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = FastDropout(dropout)
         self.gru = nn.GRU(
             dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
         )
-        self.out_dropout = nn.Dropout(dropout)
+        self.out_dropout = FastDropout(dropout)
         self.reset_parameters()
 
     @classmethod

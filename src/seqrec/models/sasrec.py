@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from seqrec.config import ModelConfig
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.models.base import SequentialRecommender
+from seqrec.models.dropout import FastDropout, dropout
 
 LN_EPS = 1e-8  # both reference implementations
 
@@ -74,9 +75,7 @@ class CausalSelfAttention(nn.Module):
         k = split(self.k_proj(keys))  # (B, H, L', d/H)
         v = split(self.v_proj(keys))  # (B, H, L', d/H)
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=p
-        )  # (B, H, L, d/H)
+        out = _attend(q, k, v, allowed, p)  # (B, H, L, d/H)
         out = out.transpose(1, 2).reshape(B, L, d)  # (B, L, d)
         return self.out_proj(out)  # (B, L, d)
 
@@ -112,11 +111,27 @@ class CausalSelfAttention(nn.Module):
             return t.view(B, t.shape[1], H, d // H).transpose(1, 2)
 
         p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(
-            split(q), split(k), split(v), attn_mask=allowed, dropout_p=p
-        )  # (B, H, Lq, d/H)
+        out = _attend(split(q), split(k), split(v), allowed, p)  # (B, H, Lq, d/H)
         out = out.transpose(1, 2).reshape(B * Lq, d)[query_index]  # (Tq, d)
         return self.out_proj(out)  # (Tq, d)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, p: float) -> Tensor:
+    """softmax(q kᵀ / √d_h + mask) v with dropout rate p on the attention weights.
+
+    q: (B, H, Lq, d_h); k, v: (B, H, L', d_h); allowed: bool (True = may attend) or an additive
+    float bias, broadcastable to (B, H, Lq, L'). Without dropout this is torch's fused
+    scaled_dot_product_attention; with it, the weights are dropped by the cheaper CPU mask of
+    :mod:`seqrec.models.dropout` (the fused kernel would draw them with bernoulli_)."""
+    if p == 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)  # (B, H, Lq, L')
+    if allowed.dtype == torch.bool:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    else:
+        scores = scores + allowed
+    weights = dropout(torch.softmax(scores, dim=-1), p, training=True)  # (B, H, Lq, L')
+    return weights @ v  # (B, H, Lq, d_h)
 
 
 def _scatter_rows(rows: Tensor, index: Tensor, n: int) -> Tensor:
@@ -131,8 +146,8 @@ class PointWiseFeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, dim)
         self.fc2 = nn.Linear(dim, dim)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout1 = FastDropout(dropout)
+        self.dropout2 = FastDropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, L, d) -> (B, L, d)
         return x + self.dropout2(self.fc2(self.dropout1(F.relu(self.fc1(x)))))
@@ -239,7 +254,7 @@ class SASRec(SequentialRecommender):
 
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
         self.pos_emb = nn.Embedding(maxlen, dim)  # (maxlen, d); last column = position maxlen-1
-        self.emb_dropout = nn.Dropout(dropout)
+        self.emb_dropout = FastDropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, residual) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.reset_parameters()
