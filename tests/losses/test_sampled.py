@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqrec.errors import DataError
+from seqrec.errors import ConfigError, DataError
 from seqrec.losses import sampled
 from seqrec.losses.pairwise import BPRLoss
 from seqrec.losses.pointwise import BCELoss
@@ -104,21 +104,41 @@ def test_bad_injected_negatives_raise():
         BCELoss(8)(hidden, targets, table)
 
 
+@pytest.mark.parametrize("method", ["gather", "dense", "auto"])
 @pytest.mark.parametrize("block", [1, 64, 1 << 22])  # one row per chunk, several rows, one chunk
-def test_gather_scores_matches_plain_gather(monkeypatch, block):
+def test_gather_scores_matches_plain_gather(monkeypatch, block, method):
     monkeypatch.setattr(sampled, "GATHER_BLOCK", block)
     g = torch.Generator().manual_seed(5)
     hidden = torch.randn(13, 4, generator=g, dtype=torch.float64, requires_grad=True)
     table = torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True)
     ids = torch.randint(1, 10, (13, 6), generator=g)
+    ids[0, :3] = 4  # repeated ids within a row add up
     weights = torch.randn(13, 6, generator=g, dtype=torch.float64)
     ref = (table[ids] * hidden[:, None]).sum(-1)  # (N, M)
     gh_ref, gt_ref = torch.autograd.grad((ref * weights).sum(), (hidden, table))
-    got = sampled.gather_scores(hidden, table, ids)
+    got = sampled.gather_scores(hidden, table, ids, method=method)
     gh, gt = torch.autograd.grad((got * weights).sum(), (hidden, table))
     torch.testing.assert_close(got, ref)
     torch.testing.assert_close(gh, gh_ref)
     torch.testing.assert_close(gt, gt_ref)
     assert torch.autograd.gradcheck(
-        lambda h, t: sampled.gather_scores(h, t, ids[:3]), (hidden[:3], table)
+        lambda h, t: sampled.gather_scores(h, t, ids[:3], method=method), (hidden[:3], table)
     )
+
+
+def test_gather_scores_method_choice_and_bad_method(monkeypatch):
+    """auto scores densely only when the M picked columns are a sizeable share of C + 1."""
+    calls = []
+    dense_apply = sampled._DenseGatherScores.apply
+    monkeypatch.setattr(
+        sampled._DenseGatherScores, "apply", lambda *a: calls.append(1) or dense_apply(*a)
+    )
+    hidden, table = torch.randn(4, 3), torch.randn(1000, 3)
+    many = torch.randint(1, 1000, (4, 1000 // sampled.DENSE_RATIO + 1))
+    few = torch.randint(1, 1000, (4, 1000 // sampled.DENSE_RATIO - 1))
+    sampled.gather_scores(hidden, table, many)
+    assert calls == [1]
+    sampled.gather_scores(hidden, table, few)
+    assert calls == [1]
+    with pytest.raises(ConfigError, match="method must be"):
+        sampled.gather_scores(hidden, table, torch.ones(4, 2, dtype=torch.long), method="fast")
