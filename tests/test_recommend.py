@@ -13,7 +13,7 @@ import torch
 from seqrec import runs
 from seqrec.errors import DataError, SeqrecError
 from seqrec.metadata import UNJOINABLE, read_titles, titles_for_dataset
-from seqrec.recommend import ITEM_COUNTS, Recommender
+from seqrec.recommend import ITEM_COUNTS, Recommender, score_rows
 from tiny_run import MAXLEN, train_tiny_run
 
 
@@ -112,12 +112,27 @@ def test_empty_or_unknown_history_gets_the_popularity_fallback(
 
 
 def test_batch_results_do_not_depend_on_batch_companions(rec: Recommender) -> None:
+    """To the bit (the service's micro-batching relies on it), for every batch size."""
     hs = histories(rec, 12, seed=2)
-    together = rec.recommend(hs, k=5)
     alone = [rec.recommend_one(h, k=5) for h in hs]
-    assert [r.items for r in together] == [r.items for r in alone]
-    for a, b in zip(together, alone, strict=True):  # matmul kernels differ by batch size
-        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6, atol=1e-6)
+    for size in (2, 3, 5, 12):
+        together = [
+            r for i in range(0, len(hs), size) for r in rec.recommend(hs[i : i + size], k=5)
+        ]
+        assert together == alone
+
+
+def test_one_row_is_scored_like_a_row_of_a_block() -> None:
+    """A single row would take the BLAS matrix-vector kernel, whose sums round differently."""
+    gen = torch.Generator().manual_seed(0)
+    for d, c in ((16, 60), (64, 12101)):
+        table_t = torch.randn(d, c, generator=gen)
+        hidden = 3 * torch.randn(40, d, generator=gen)
+        block = score_rows(hidden, table_t)
+        for i in range(hidden.shape[0]):
+            assert torch.equal(score_rows(hidden[i : i + 1], table_t)[0], block[i])
+        for p in (2, 7, 17):
+            assert torch.equal(score_rows(hidden[3 : 3 + p], table_t), block[3 : 3 + p])
 
 
 def test_score_blocks_give_the_same_results(rec: Recommender) -> None:

@@ -214,3 +214,96 @@ def test_serve_command_answers_on_localhost(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ----------------------------------------------------------------------------- micro-batching
+
+
+def _expected(rec: Recommender, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer to ``body`` computed alone, one history per Recommender call."""
+    k, exclude = body.get("k", 10), body.get("exclude_history", True)
+    histories = [body["history"]] if "history" in body else body["histories"]
+    results = [rec.recommend_one(h, k=k, exclude_history=exclude) for h in histories]
+    return {
+        "k": k,
+        "results": [
+            {
+                "items": [
+                    {"item": i, "score": s, "title": None}
+                    for i, s in zip(r.items, r.scores, strict=True)
+                ],
+                "unknown": r.unknown,
+                "history_used": r.history_used,
+                "source": r.source,
+            }
+            for r in results
+        ],
+    }
+
+
+def _concurrently(app: Any, bodies: list[dict[str, Any]]) -> list[Any]:
+    """POST every body to /recommend at once (one event loop, like one uvicorn worker)."""
+    import asyncio
+
+    import httpx
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # 500s are answers
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*(c.post("/recommend", json=b) for b in bodies))
+
+    return asyncio.run(run())
+
+
+def _mixed_bodies(rec: Recommender) -> list[dict[str, Any]]:
+    items = rec.vocab.items
+    singles = [{"history": list(items[i : i + 1 + i % 7]), "k": 5} for i in range(10)]
+    return [
+        *singles,
+        {"history": [items[3], items[9]], "k": 3, "exclude_history": False},
+        {"history": [], "k": 4},
+        {"history": ["ghost", items[5], "ghost"], "k": 5},
+        {"history": ["ghost"], "k": 5},
+        {"histories": [[items[1]], [], list(items[20:35])], "k": 5},
+        {"history": list(items[40:52]), "k": 3, "exclude_history": False},
+    ]
+
+
+@pytest.mark.parametrize("max_batch", [64, 3, 1])
+def test_concurrent_requests_are_batched_with_unchanged_answers(
+    rec: Recommender, max_batch: int
+) -> None:
+    """Concurrent requests (different k, exclusion, batch requests, fallbacks, unknown ids) get,
+    to the bit, the answers they get alone; they share model calls unless max_batch is 1."""
+    app = create_app(rec, batch_wait_ms=50, max_batch=max_batch)
+    bodies = _mixed_bodies(rec)
+    responses = _concurrently(app, bodies)
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    for body, resp in zip(bodies, responses, strict=True):
+        assert resp.headers["content-type"] == "application/json"
+        assert resp.json() == _expected(rec, body)
+    calls = app.state.batcher.calls
+    n_histories = sum(len(b.get("histories", [[]])) for b in bodies)
+    if max_batch == 1:
+        assert calls == len(bodies)  # one call per request (a batch request is one call)
+    elif max_batch == 3:  # at most 3 histories a call (a larger request would go alone)
+        assert -(-n_histories // 3) <= calls < len(bodies)
+    else:
+        assert calls < len(bodies) // 2
+
+
+def test_a_failing_model_call_fails_each_request_of_the_batch_with_a_500(
+    rec: Recommender, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = Recommender(rec.model, rec.vocab, maxlen=rec.maxlen)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    broken.recommend = boom  # type: ignore[method-assign]
+    app = create_app(broken, batch_wait_ms=50)
+    with caplog.at_level(logging.ERROR, logger="seqrec.serve"):
+        responses = _concurrently(app, [{"history": ["sku-10"]}] * 4)
+    assert [r.status_code for r in responses] == [500] * 4
+    assert all("secret" not in r.text for r in responses)
+    assert app.state.batcher.calls == 1

@@ -20,6 +20,7 @@ from seqrec.errors import SeqrecError
 EXPORT_FORMATS = ("onnx",)
 PARITY_ROWS = 256  # histories checked against PyTorch after an export
 PARITY_TOL = 1e-4
+MAX_SERVE_BATCH = 4096  # bound of `seqrec serve --max-batch`
 
 
 def _run_dir(path: Path) -> Path:
@@ -128,10 +129,31 @@ def serve(
         typer.Option(help="Folder of named datasets (default: the run's, then $SEQREC_DATA_DIR)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="Most histories of concurrent requests gathered into one model call "
+            "(default 64; 1: no micro-batching).",
+            min=1,
+            max=MAX_SERVE_BATCH,
+            show_default=False,
+        ),
+    ] = None,
+    batch_wait_ms: Annotated[
+        float | None,
+        typer.Option(
+            help="Longest wait of an idle model for more concurrent requests, in milliseconds. "
+            "(default 1)",
+            min=0.0,
+            max=1000.0,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve a run over HTTP: POST /recommend, GET /model, GET /health, schema at /openapi.json.
 
-    Example: seqrec serve RUN --port 8000, then
+    Concurrent requests are answered together, in one model call (micro-batching), with
+    exactly the answers they get alone. Example: seqrec serve RUN --port 8000, then
     curl -s localhost:8000/recommend -H 'content-type: application/json' -d '{"history": ["1", "50"], "k": 5}'
     """
     from seqrec.serve import serve as run_server
@@ -147,6 +169,11 @@ def serve(
         threads=threads,
         data_dir=data_dir,
         log_level=log_level,
+        **{
+            name: value
+            for name, value in (("batch_wait_ms", batch_wait_ms), ("max_batch", max_batch))
+            if value is not None
+        },
     )
 
 

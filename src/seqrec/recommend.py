@@ -6,14 +6,18 @@ For a batch of histories (raw ids, oldest first) :meth:`Recommender.recommend`
 1. maps raw ids to item indices in one vectorised pass; ids not in the run's vocabulary are
    dropped and reported per history (``Result.unknown``);
 2. keeps the last ``maxlen`` known items of every history (the most recent), left-pads them to
-   width ``maxlen`` and encodes the whole batch at once (a history's scores never depend on the
-   other histories in its batch: the width is always ``maxlen``);
+   width ``maxlen`` and encodes the whole batch at once;
 3. scores every item ``i in 1..C`` by ``s_i = h . E_i`` with ``h`` the hidden state at the last
-   position (as :mod:`seqrec.evaluate` does), in row blocks of at most ``score_budget // C`` rows;
+   position (as :mod:`seqrec.evaluate` does), in row blocks of at most ``score_budget // C`` rows,
+   always with the matrix-matrix kernel (see :func:`score_rows`);
 4. with ``exclude_history`` sets the score of every known item of the *whole* history (not only
    the last ``maxlen``) to ``-inf`` by indexing just those cells, and takes ``torch.topk``;
    excluded items are never returned, so a history covering almost the whole catalogue may get
    fewer than ``k`` items.
+
+A history's results never depend on the other histories of its call, to the bit: the width is
+always ``maxlen`` and one row is scored like a block of rows (tested), so the service may gather
+concurrent requests into one call (:mod:`seqrec.serve`) without changing any answer.
 
 A history that is empty, or has no known id, cannot be encoded: it gets the **popularity
 fallback**, the ``k`` items most often seen in the run's training data (ties by item index),
@@ -248,7 +252,7 @@ class Recommender:
         Column j is item index j + 1."""
         with torch.inference_mode():
             hidden = self.model.encode(torch.from_numpy(np.ascontiguousarray(items)))  # (B, L, d)
-            return hidden[:, -1, :] @ self._table_t  # (B, C)
+            return score_rows(hidden[:, -1, :], self._table_t)  # (B, C)
 
     def recommend(
         self, histories: list[list[str]], k: int = 10, exclude_history: bool = True
@@ -279,7 +283,7 @@ class Recommender:
                 hidden = self.model.encode(torch.from_numpy(x))[:, -1, :]  # (b, d)
                 for start in range(0, len(rows), block):
                     part = rows[start : start + block]
-                    s = hidden[start : start + len(part)] @ self._table_t  # (p, C)
+                    s = score_rows(hidden[start : start + len(part)], self._table_t)  # (p, C)
                     if exclude_history:
                         r, c = _history_cells(enc.known, part)
                         s[torch.from_numpy(r), torch.from_numpy(c)] = -torch.inf
@@ -319,6 +323,20 @@ class Recommender:
         return Result(
             raw, np.asarray(scores, dtype=np.float64).tolist(), titles, unknown, used, source
         )
+
+
+def score_rows(hidden: torch.Tensor, table_t: torch.Tensor) -> torch.Tensor:
+    """float[p, C] = hidden[p, d] @ table_t[d, C], by the same kernel whatever p.
+
+    BLAS libraries send a single row to a matrix-vector kernel whose sums round differently
+    (scores differ by ~1e-6, enough to swap near-tied items); a single row is therefore scored
+    as a block of two identical rows. Every row of a matrix-matrix product is then computed
+    alike for any number of rows (checked by the tests), so a history scores the same alone or
+    batched with others.
+    """
+    if hidden.shape[0] == 1:
+        return (hidden.repeat(2, 1) @ table_t)[:1]  # (1, C)
+    return hidden @ table_t  # (p, C)
 
 
 def _history_cells(known: Sequences, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
