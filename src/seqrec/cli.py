@@ -1,4 +1,4 @@
-"""The `seqrec` command line: train, evaluate, recommend, serve, export, data stats.
+"""The `seqrec` command line: train, evaluate, sweep, report, recommend, serve, export, data.
 
 Every command that prints results takes ``--json``. Errors are one line on stderr, exit code 2.
 """
@@ -416,6 +416,98 @@ def evaluate(
         _print_json({"split": split, "examples": result.n_examples, **result.metrics})
     else:
         typer.echo(f"{split} ({result.n_examples} examples)  {_fmt_metrics(result.metrics)}")
+
+
+@app.command()
+def sweep(
+    study: Annotated[
+        Path, typer.Argument(help="Study file: a grid of runs in TOML (see benchmarks/studies/).")
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Put the run folders here instead of the study's out_dir.")
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Folder of named datasets for every run (default: $SEQREC_DATA_DIR)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the runs and whether each is done; run nothing.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run a study: datasets x models x losses x hyperparameters x seeds, one folder per run.
+
+    Resumable: finished runs (those with results.json) are never repeated, and a run that was
+    killed mid-way continues from its last completed epoch. Kill it any time and rerun the same
+    command to finish the rest. Then: `seqrec report OUT_DIR`.
+
+    Example: seqrec sweep benchmarks/studies/quickstart.toml
+    """
+    from seqrec.experiments.study import load_study
+    from seqrec.experiments.sweep import is_finished, run_sweep
+
+    if dry_run:
+        plan = load_study(study)
+        root = out_dir if out_dir is not None else plan.out_dir
+        planned = plan.runs()
+        done = sum(is_finished(root / r.name) for r in planned)
+        for r in planned:
+            state = "done" if is_finished(root / r.name) else "todo"
+            typer.echo(f"{state}  {r.name}")
+        typer.echo(f"{len(planned)} runs in {root}: {done} done, {len(planned) - done} to run")
+        return
+    dirs = run_sweep(study, quiet=quiet, out_dir=out_dir, data_dir=data_dir)
+    root = dirs[0].parent if dirs else out_dir
+    typer.echo(f"{len(dirs)} finished runs in {root}; next: seqrec report {root}")
+
+
+@app.command()
+def report(
+    runs_dir: Annotated[
+        Path, typer.Argument(help="A sweep's out_dir (or any folder of run folders).")
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where to write (default: RUNS_DIR/report).")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Loss name or method label to compare against (default: the study's)."),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="Published numbers to put beside ours: li2023, xu2024 or none "
+            "(default: the study's)."
+        ),
+    ] = None,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Draw the figures (PNG and SVG).")
+    ] = True,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the written files as JSON.")
+    ] = False,
+) -> None:
+    """Tables, a Markdown/LaTeX report and plots of a study's runs (see RUNS_DIR/report/).
+
+    Per dataset and method: mean ± std over seeds of HR/NDCG@5,10,20 and MRR, best per column
+    in bold, relative change and paired t-test p-values against the baseline, and (with a
+    reference) the paper's numbers beside ours with gaps above 5% flagged.
+
+    Example: seqrec report runs/quickstart --baseline bce
+    """
+    from seqrec.experiments.report import write_report
+
+    written = write_report(
+        runs_dir, out_dir=out_dir, baseline=baseline, reference=reference, plots=plots
+    )
+    if json_out:
+        _print_json({k: str(v) for k, v in written.items()})
+        return
+    typer.echo(f"report: {written['report.md']}")
+    typer.echo(f"tables: {written['runs.csv']}, {written['summary.csv']}, {written['report.tex']}")
+    figures = sorted({v.parent for k, v in written.items() if k.endswith(".png")})
+    for folder in figures:
+        typer.echo(f"plots:  {folder}/")
 
 
 @data_app.command("stats")

@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from seqrec.errors import SeqrecError
+from cli_runner import run_cli
+from seqrec.errors import ConfigError, SeqrecError
+from seqrec.experiments.papers import paper_rows
 from seqrec.experiments.plots import mean_curve, plot_study
 from seqrec.experiments.report import (
     collect_runs,
@@ -55,6 +57,8 @@ def make_study_runs(root: Path, seeds=(1, 2), baseline: str | None = "bce") -> P
             for e in (1, 2, 3)
         ]
         fake_run(root / name, cfg, metrics(ndcg), epochs=curve, best_epoch=3)
+        positions = {"offsets": [1, 2, 3], "n": [9, 9, 8], "metrics": {"ndcg@10": [ndcg] * 3}}
+        (root / name / "positions.json").write_text(json.dumps(positions), encoding="utf-8")
         entries.append(
             {
                 "name": name,
@@ -179,6 +183,8 @@ def test_write_report_outputs(tmp_path):
         "train_loss.svg",
         "valid_ndcg_vs_epoch.png",
         "valid_ndcg_vs_epoch.svg",
+        "ndcg_by_position.png",
+        "ndcg_by_position.svg",
     ):
         assert out[name].is_file() and out[name].stat().st_size > 0, name
     assert out["report.md"].parent == root / "report"
@@ -240,3 +246,91 @@ def test_mean_curve_aligns_seeds_by_epoch():
 def test_plots_survive_missing_data(tmp_path):
     paths = plot_study({"d": {"m": [[{"epoch": 1, "loss": 1.0}]]}}, tmp_path)  # no valid metrics
     assert all(p.stat().st_size > 0 for p in paths.values()) and len(paths) == 6
+
+
+def make_paper_runs(root: Path, reference: str | None = "xu2024") -> Path:
+    """SASRec ce and bce on 'beauty' (config only: nothing is read), 2 seeds, with a manifest
+    naming the paper: ce 2% above Xu et al., bce 10% below."""
+    entries = []
+    for loss, paper_ndcg, paper_hr, factor in (
+        ("ce", 0.0597, 0.0986, 1.02),
+        ("bce", 0.0353, 0.0671, 0.90),
+    ):
+        for seed, wiggle in ((1, -0.0001), (2, 0.0001)):
+            name = f"beauty-sasrec-{loss}-all-seed{seed}"
+            cfg = tiny_config(data={"dataset": "beauty"}, loss={"name": loss}, train={"seed": seed})
+            test = metrics(paper_ndcg * factor + wiggle)
+            test["hr@10"] = paper_hr * factor + wiggle
+            fake_run(root / name, cfg, test)
+            entries.append(
+                {
+                    "name": name,
+                    "dataset": "beauty",
+                    "method": f"sasrec-{loss}-all",
+                    "model": "sasrec",
+                    "loss": loss,
+                    "positions": "all",
+                    "seed": seed,
+                }
+            )
+    manifest = {"study": "xu", "baseline": "bce", "reference": reference, "runs": entries}
+    (root / "sweep.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return root
+
+
+def test_report_puts_the_papers_numbers_beside_ours_and_flags_gaps(tmp_path):
+    root = make_paper_runs(tmp_path / "runs")
+    out = write_report(root, plots=False)
+    md = out["report.md"].read_text()
+    assert "Beside the published numbers (Xu et al. 2024" in md
+    assert "0.0609 / 0.0597 (+2.0%) |" in md  # within 5%: not flagged
+    assert "0.0318 / 0.0353 (-10.0%) ⚠" in md
+    assert "2 of 4 numbers differ from the paper by more than 5%" in md
+    summary = {r["method"]: r for r in csv.DictReader(out["summary.csv"].open())}
+    assert float(summary["sasrec-bce-all"]["ndcg@10_paper"]) == 0.0353
+    assert float(summary["sasrec-bce-all"]["ndcg@10_paper_gap_pct"]) == pytest.approx(-10.0)
+    assert summary["sasrec-ce-all"]["hr@5_paper"] == ""  # Xu et al.: only NDCG@10 and HR@10
+    assert "$^\\ddagger$" in out["report.tex"].read_text()
+    # the reference can be switched off or replaced from the command line
+    md = write_report(root, reference="none", plots=False)["report.md"].read_text()
+    assert "published numbers" not in md
+    md = write_report(root, reference="li2023", plots=False)["report.md"].read_text()
+    assert "0.0318 / 0.0305" in md  # Li et al.: SASRec bce on Beauty, NDCG@10 0.0305
+    with pytest.raises(ConfigError, match="did you mean 'li2023'"):
+        write_report(root, reference="li2022", plots=False)
+
+
+def test_li2023_numbers_are_table_2():
+    """Transcription check: the paper's 'Improve.' column (CCE against the better of BCE and
+    CE, NDCG@10) follows from the stored numbers."""
+    rows = paper_rows("li2023")
+    improve = {
+        ("sports", "gru4rec"): 107.78,
+        ("sports", "sasrec"): 72.83,
+        ("toys", "gru4rec"): 205.17,
+        ("toys", "sasrec"): 77.23,
+        ("yelp", "gru4rec"): 68.81,
+        ("yelp", "sasrec"): 41.43,
+        ("beauty", "gru4rec"): 120.54,
+        ("beauty", "sasrec"): 60.00,
+        ("lastfm", "gru4rec"): 12.93,
+        ("lastfm", "sasrec"): 58.74,
+    }
+    for (ds, model), pct in improve.items():
+        get = {
+            (lo, p): rows[(ds, model, lo, p)].metrics["ndcg@10"]
+            for lo, p in (("bce", "all"), ("ce", "last"), ("ce", "all"))
+        }
+        best = max(get[("bce", "all")], get[("ce", "last")])
+        assert 100 * (get[("ce", "all")] / best - 1) == pytest.approx(pct, abs=0.01), (ds, model)
+    assert rows[("lastfm", "gru4rec", "ce", "last")].metrics["hr@20"] == 0.0495
+    assert paper_rows("xu2024")[("ml-1m", "sasrec", "sce", "all")].metrics["ndcg@10"] == 0.1862
+
+
+def test_report_command_line(tmp_path, monkeypatch, capsys):
+    root = make_paper_runs(tmp_path / "runs")
+    code, out, err = run_cli(monkeypatch, capsys, "report", str(root), "--no-plots", "--json")
+    assert code == 0, err
+    assert Path(json.loads(out)["report.md"]).is_file()
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in err

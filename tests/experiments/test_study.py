@@ -34,16 +34,16 @@ def test_quickstart_study_expands_to_eight_valid_runs():
     assert len(planned) == 8 and study.baseline == "bce" and study.seeds == (1, 2)
     names = [r.name for r in planned]
     assert len(set(names)) == 8
-    assert names[0] == "synth-small-sasrec-ce-all-seed1"
+    assert names[0] == "ml-100k-sasrec-ce-all-seed1"
     assert [r.seed for r in planned] == [1] * 4 + [2] * 4  # seed outermost
-    assert {r.dataset for r in planned} == {"synth-small", "synth-large"}
+    assert {r.dataset for r in planned} == {"ml-100k", "synthetic"}
     assert {r.method for r in planned} == {"sasrec-ce-all", "sasrec-bce-all"}
     for r in planned:
         cfg = r.config
         assert cfg.name == r.name and cfg.train.seed == r.seed and cfg.model.dim == 32
         assert cfg.loss.name == r.loss and cfg.out_dir == "runs/quickstart"
-    large = [r for r in planned if r.dataset == "synth-large"]
-    assert all(r.config.data.synthetic_users == 900 for r in large)
+    synthetic = [r for r in planned if r.dataset == "synthetic"]
+    assert all(r.config.data.synthetic_users == 1000 for r in synthetic)
     assert names == [r.name for r in study.runs()]  # deterministic
 
 
@@ -142,3 +142,97 @@ def test_no_grid_is_one_configuration_per_seed(tmp_path):
 def test_clean_label():
     assert clean_label("my data/set v2") == "my_data_set_v2"
     assert clean_label("lr1e-05") == "lr1e-05"
+
+
+OVERRIDES = """[grid]
+"data.synthetic_items" = [50, 60]
+"train.lr" = [0.001, 0.003]
+[[override]]
+match = { "data.synthetic_items" = 60 }
+train = { epochs = 3 }
+model = { dim = 16 }
+[[override]]
+match = { "data.synthetic_items" = 60, "train.lr" = ["lr0.003"] }
+train = { epochs = 5 }
+"""
+
+
+def test_overrides_apply_to_matching_combinations_in_file_order(tmp_path):
+    planned = {r.name: r.config for r in load_study(write(tmp_path, BASE + OVERRIDES)).runs()}
+    assert len(planned) == 2 * 2 * 2  # overrides never add runs
+    small = planned["synthetic-synthetic_items50-sasrec-ce-all-lr0.001-seed1"]
+    assert small.train.epochs == 1 and small.model.dim == 8  # [base]
+    a = planned["synthetic-synthetic_items60-sasrec-ce-all-lr0.001-seed1"]
+    assert a.train.epochs == 3 and a.model.dim == 16 and a.model.layers == 1  # merged, not replaced
+    b = planned["synthetic-synthetic_items60-sasrec-ce-all-lr0.003-seed2"]
+    assert b.train.epochs == 5 and b.model.dim == 16 and b.train.lr == pytest.approx(0.003)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ('match = { "train.lrr" = 0.001 }\ntrain = { epochs = 2 }', "did you mean 'train.lr'"),
+        ('match = { "train.lr" = 0.5 }\ntrain = { epochs = 2 }', "has no value 0.5"),
+        ("train = { epochs = 2 }", "needs a non-empty `match`"),
+        ('match = { "train.lr" = 0.001 }', "sets nothing"),
+        ('match = { "train.lr" = 0.001 }\ntrain = { epoch = 2 }', "did you mean 'epochs'"),
+        ('match = { "train.lr" = 0.001 }\ntrain = { seed = 2 }', "seeds = [...]"),
+        ('match = { "train.lr" = 0.001 }\ntrain = { epochs = "x" }', "train.epochs must be int"),
+    ],
+)
+def test_bad_overrides_say_what_to_fix(tmp_path, override, expected):
+    grid = '[grid]\n"train.lr" = [0.001, 0.003]\n[[override]]\n' + override + "\n"
+    with pytest.raises(ConfigError) as info:
+        load_study(write(tmp_path, BASE + grid))
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('reference = "xu2023"\n', "did you mean 'xu2024'"),
+        ("per_position = -1\n", "per_position must be"),
+        ('[override]\nmatch = { data = "a" }\n', "[[override]] (double brackets)"),
+    ],
+)
+def test_bad_reference_per_position_and_override_table(tmp_path, text, expected):
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    assert expected in str(info.value)
+
+
+def test_li2023_study_is_table_2_of_the_paper():
+    study = load_study(REPO / "benchmarks" / "studies" / "li2023.toml")
+    planned = study.runs()
+    assert study.reference == "li2023" and study.baseline == "bce" and study.per_position == 50
+    assert len(planned) == 3 * 2 * 3 * len(study.seeds)
+    assert {r.config.data.dataset for r in planned} == {"beauty", "yelp", "lastfm"}
+    trained = {(r.model, r.config.loss.name, r.config.loss.positions) for r in planned}
+    assert trained == {
+        (m, lo, p)
+        for m in ("gru4rec", "sasrec")
+        for lo, p in (("bce", "all"), ("ce", "last"), ("ce", "all"))
+    }
+    for r in planned:
+        c = r.config
+        assert (c.model.dim, c.model.maxlen, c.train.lr, c.train.patience) == (64, 50, 1e-3, 10)
+        assert c.train.epochs == 150 and c.eval.mask_history
+
+
+def test_xu2024_study_runs_the_reference_configs():
+    """The study's CE and BCE runs are exactly benchmarks/configs/*.toml (but for the seed)."""
+    from seqrec.config import RunConfig, load_toml, merge
+    from seqrec.experiments.sweep import config_diff
+
+    study = load_study(REPO / "benchmarks" / "studies" / "xu2024.toml")
+    planned = {r.name: r for r in study.runs()}
+    assert len(planned) == 3 * 5 * 5 and study.reference == "xu2024"
+    for name in ("beauty-sasrec-ce", "beauty-sasrec-bce", "beauty-sasrec-sce", "ml-1m-sasrec-ce"):
+        ref = merge(RunConfig(), load_toml(REPO / "benchmarks" / "configs" / f"{name}.toml"))
+        assert config_diff(planned[f"{name}-all-seed1"].config, ref) == ["train.seed: 1 != 42"]
+    sce = planned["beauty-sasrec-sce-all-seed3"].config
+    assert (sce.loss.negatives, sce.loss.alpha, sce.train.epochs) == (500, 100.0, 300)
+    nce = planned["yelp-sasrec-nce-all-seed2"].config
+    assert (nce.loss.negatives, nce.loss.nce_c, nce.model.dropout) == (100, 10.0, 0.7)

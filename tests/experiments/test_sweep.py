@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_runner import run_cli
 from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError, TrainingError
 from seqrec.experiments import sweep as sweep_mod
+from seqrec.experiments.report import collect_runs, runs_rows
+from seqrec.experiments.study import load_study
 from seqrec.experiments.sweep import eta_seconds, fmt_seconds, is_finished, run_sweep
+from seqrec.runs import read_metrics
 from seqrec.train import TrainResult, fit
 
 from .fakes import fake_run, metrics
@@ -22,6 +31,7 @@ name = "tiny"
 out_dir = "OUT"
 baseline = "bce"
 seeds = [1]
+per_position = {per_position}
 [base]
 model = {{ name = "sasrec", dim = 8, layers = 1, maxlen = 10 }}
 data = {{ dataset = "synthetic", synthetic_users = 200, synthetic_items = 50 }}
@@ -31,11 +41,10 @@ train = {{ epochs = {epochs}, batch_size = 64 }}
 """
 
 
-def write_study(tmp_path: Path, epochs: int = 1) -> Path:
+def write_study(tmp_path: Path, epochs: int = 1, per_position: int = 0) -> Path:
     path = tmp_path / "tiny.toml"
-    path.write_text(
-        STUDY.format(epochs=epochs).replace("OUT", str(tmp_path / "runs")), encoding="utf-8"
-    )
+    text = STUDY.format(epochs=epochs, per_position=per_position)
+    path.write_text(text.replace("OUT", str(tmp_path / "runs")), encoding="utf-8")
     return path
 
 
@@ -44,14 +53,26 @@ class FakeFit:
 
     def __init__(self, fail: set[str] | None = None) -> None:
         self.calls: list[str] = []
+        self.resumed: list[str] = []
         self.fail = fail or set()
 
-    def __call__(self, cfg: RunConfig, *, quiet: bool = False, on_epoch: Any = None) -> TrainResult:
+    def __call__(
+        self,
+        cfg: RunConfig,
+        *,
+        quiet: bool = False,
+        on_epoch: Any = None,
+        resume_dir: Path | None = None,
+    ) -> TrainResult:
         self.calls.append(cfg.name or "")
         run_dir = Path(cfg.out_dir) / (cfg.name or "")
-        assert not run_dir.exists(), "a run must start in a fresh folder"
+        if resume_dir is not None:
+            assert resume_dir == run_dir and (run_dir / "config.toml").is_file()
+            self.resumed.append(cfg.name or "")
+        else:
+            assert not run_dir.exists(), "a run that is not resumed starts in a fresh folder"
         if cfg.name in self.fail:
-            run_dir.mkdir(parents=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
             raise TrainingError(f"loss became nan in {cfg.name}")
         record = {"epoch": 1, "loss": 1.0, "wall_seconds": 0.1, "valid": {"ndcg@10": 0.2}}
         if on_epoch is not None:
@@ -72,30 +93,75 @@ def test_eta_and_time_format():
     assert fmt_seconds(185) == "3m05s" and fmt_seconds(3720) == "1h02m"
 
 
-def test_killed_run_is_moved_aside_and_redone_finished_runs_are_not(tmp_path, monkeypatch):
+NAMES = ["synthetic-sasrec-ce-all-seed1", "synthetic-sasrec-bce-all-seed1"]
+
+
+def test_unfinished_runs_resume_unless_their_folder_cannot_be(tmp_path, monkeypatch):
     fake = FakeFit()
     monkeypatch.setattr(sweep_mod, "fit", fake)
     study = write_study(tmp_path)
     dirs = run_sweep(study, quiet=True)
-    names = ["synthetic-sasrec-ce-all-seed1", "synthetic-sasrec-bce-all-seed1"]
-    assert [d.name for d in dirs] == names and fake.calls == names
+    assert [d.name for d in dirs] == NAMES and fake.calls == NAMES and not fake.resumed
     manifest = json.loads((tmp_path / "runs" / "sweep.json").read_text())
-    assert [r["name"] for r in manifest["runs"]] == names and manifest["baseline"] == "bce"
+    assert [r["name"] for r in manifest["runs"]] == NAMES and manifest["baseline"] == "bce"
 
     # everything finished: a rerun does nothing
-    assert [d.name for d in run_sweep(study, quiet=True)] == names
+    assert [d.name for d in run_sweep(study, quiet=True)] == NAMES
     assert len(fake.calls) == 2
 
-    # simulate a kill during the second run: its folder has no results.json
-    killed = tmp_path / "runs" / names[1]
+    # killed mid-way (config written, no results.json): resumed in its own folder
+    killed = tmp_path / "runs" / NAMES[1]
     (killed / "results.json").unlink()
-    (killed / "partial-marker").write_text("from the killed process")
+    (killed / ".results.json.x1.tmp").write_text("torn")  # a temp file the kill left behind
     assert not is_finished(killed)
     run_sweep(study, quiet=True)
-    assert fake.calls == [*names, names[1]]  # only the killed run was redone
-    assert is_finished(killed) and not (killed / "partial-marker").exists()  # never mixed
+    assert fake.calls == [*NAMES, NAMES[1]] and fake.resumed == [NAMES[1]]
+    assert is_finished(killed) and not (killed / ".results.json.x1.tmp").exists()
+    assert not (tmp_path / "runs" / ".incomplete").exists()
+
+    # killed before its config was written: moved aside and redone from scratch
+    (killed / "results.json").unlink()
+    (killed / "config.toml").unlink()
+    run_sweep(study, quiet=True)
+    assert fake.calls[-1] == NAMES[1] and fake.resumed == [NAMES[1]]
     aside = list((tmp_path / "runs" / ".incomplete").iterdir())
-    assert len(aside) == 1 and (aside[0] / "partial-marker").is_file()
+    assert len(aside) == 1 and (aside[0] / "metrics.jsonl").is_file()
+
+    # an unfinished folder of another config is never continued
+    (killed / "results.json").unlink()
+    text = (killed / "config.toml").read_text().replace("epochs = 1", "epochs = 7")
+    (killed / "config.toml").write_text(text)
+    run_sweep(study, quiet=True)
+    assert (
+        fake.resumed == [NAMES[1]] and len(list((tmp_path / "runs" / ".incomplete").iterdir())) == 2
+    )
+
+
+def test_per_position_metrics_are_added_to_finished_runs_that_lack_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_mod, "fit", FakeFit())
+    done: list[tuple[str, int]] = []
+
+    def fake_positions(run_dir: Path, *, window: int) -> None:
+        done.append((run_dir.name, window))
+        (run_dir / "positions.json").write_text("{}")
+
+    study = write_study(tmp_path, per_position=7)
+    run_sweep(study, quiet=True, positions_fn=fake_positions)
+    assert done == [(n, 7) for n in NAMES]
+    (tmp_path / "runs" / NAMES[0] / "positions.json").unlink()  # killed during that step
+    run_sweep(study, quiet=True, positions_fn=fake_positions)
+    assert done[-1] == (NAMES[0], 7) and len(done) == 3  # no retraining, just the metrics
+
+
+def test_dry_run_lists_what_is_done_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    fake = FakeFit()
+    monkeypatch.setattr(sweep_mod, "fit", fake)
+    study = write_study(tmp_path)
+    code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
+    assert code == 0 and f"todo  {NAMES[0]}" in out and "0 done, 2 to run" in out
+    run_sweep(study, quiet=True)
+    code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
+    assert f"done  {NAMES[1]}" in out and "2 done, 0 to run" in out and len(fake.calls) == 2
 
 
 def test_a_changed_study_does_not_reuse_stale_finished_runs(tmp_path, monkeypatch):
@@ -126,22 +192,102 @@ def test_progress_lines_when_not_quiet(tmp_path, monkeypatch, capsys):
     assert "2 runs" in err and "[1/2]" in err and "[2/2]" in err and "ETA" in err
 
 
-def test_real_tiny_sweep_resumes_only_the_missing_run(tmp_path, monkeypatch):
-    """End to end with the real trainer: 2 runs; delete one results.json; only it reruns."""
-    calls: list[str] = []
+KILL_STUDY = """
+name = "killtest"
+out_dir = "OUT"
+baseline = "bce"
+seeds = [1, 2]
+per_position = 4
+[base]
+model = { name = "sasrec", dim = 8, layers = 1, maxlen = 10 }
+data = { dataset = "synthetic", synthetic_users = 200, synthetic_items = 50 }
+train = { epochs = 3, batch_size = 32, threads = 1 }
+[grid]
+"loss.name" = ["ce", "bce"]
+"""
+TIMING_COLUMNS = {"train_seconds", "wall_seconds", "run_dir"}  # differ between any two runs
+
+
+def _table(runs_dir: Path) -> list[dict[str, Any]]:
+    """The report's runs table (runs.csv rows) without the timing columns."""
+    records, notes, _ = collect_runs(runs_dir)
+    assert not notes
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in runs_rows(records)]
+
+
+def _fingerprint(path: Path) -> tuple[int, int, bytes]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
+def test_kill_9_at_a_random_point_and_rerun_finishes_only_the_rest(tmp_path, monkeypatch, capsys):
+    """`seqrec sweep` in a subprocess, kill -9 inside a random run after a random epoch (or
+    wherever the sweep is when the poll notices), rerun the same command: finished runs are not
+    touched, an unfinished run resumes from its last epoch, and the final table equals an
+    uninterrupted sweep's (timings aside)."""
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    study = tmp_path / "kill.toml"
+    study.write_text(KILL_STUDY.replace("OUT", str(tmp_path / "runs")), encoding="utf-8")
+    planned = load_study(study).runs()
+    root = tmp_path / "runs"
+    target = root / planned[rng.randrange(len(planned) - 1)].name  # a later run is still to come
+    after_epoch = rng.randrange(1, 3)  # of 3: before the run's end
+    why = f"random seed {seed}: kill in {target.name} after epoch {after_epoch}"
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with (tmp_path / "first.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seqrec.cli", "sweep", str(study)],
+            env=env,
+            stderr=log,
+            stdout=log,
+        )
+        deadline = time.monotonic() + 120
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                logged = len(read_metrics(target)) if target.is_dir() else 0
+                if logged >= after_epoch or is_finished(target):
+                    break
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{why}: the sweep ended before the kill"
+
+    # what the kill left: finished runs, at most one unfinished folder (resumable if it has
+    # its config), the runs not started yet
+    finished = {
+        r.name: _fingerprint(root / r.name / "results.json")
+        for r in planned
+        if is_finished(root / r.name)
+    }
+    assert len(finished) < len(planned), why
+    started = [r.name for r in planned if (root / r.name).is_dir() and r.name not in finished]
+    assert len(started) <= 1, why
+    resumable = [n for n in started if (root / n / "config.toml").is_file()]
+
+    calls: list[tuple[str, bool]] = []
 
     def counting_fit(cfg: RunConfig, **kw: Any) -> TrainResult:
-        calls.append(cfg.name or "")
+        calls.append((cfg.name or "", kw.get("resume_dir") is not None))
         return fit(cfg, **kw)
 
     monkeypatch.setattr(sweep_mod, "fit", counting_fit)
-    study = write_study(tmp_path)
-    dirs = run_sweep(study, quiet=True)
-    assert len(dirs) == 2 and all((d / "best" / "model.safetensors").is_file() for d in dirs)
-    kept = dirs[0] / "results.json"
-    os.utime(kept, (1_000_000, 1_000_000))  # mark: an untouched file keeps this mtime
-    (dirs[1] / "results.json").unlink()
-    run_sweep(study, quiet=True)
-    assert calls == [dirs[0].name, dirs[1].name, dirs[1].name]
-    assert kept.stat().st_mtime == 1_000_000
-    assert is_finished(dirs[1])
+    code, _out, err = run_cli(monkeypatch, capsys, "sweep", str(study))
+    assert code == 0, f"{why}: {err}"
+    expected = [(r.name, r.name in resumable) for r in planned if r.name not in finished]
+    assert calls == expected, why  # finished runs are never trained again
+    for name, before in finished.items():  # ... nor rewritten
+        assert _fingerprint(root / name / "results.json") == before, why
+    assert ("resuming the unfinished run" in err) == bool(resumable), why
+    assert (root / ".incomplete").exists() == (len(started) > len(resumable)), why
+    assert all(is_finished(root / r.name) for r in planned)
+
+    monkeypatch.setattr(sweep_mod, "fit", fit)
+    run_sweep(study, quiet=True, out_dir=tmp_path / "uninterrupted")
+    assert _table(root) == _table(tmp_path / "uninterrupted"), why
+    for r in planned:
+        ours = json.loads((root / r.name / "positions.json").read_text())
+        ref = json.loads((tmp_path / "uninterrupted" / r.name / "positions.json").read_text())
+        assert ours == ref, why

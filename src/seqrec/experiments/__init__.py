@@ -2,7 +2,9 @@
 
 * :func:`load_study` / :class:`Study` — a TOML grid of runs (:mod:`seqrec.experiments.study`);
 * :func:`run_sweep` — run it resumably (:mod:`seqrec.experiments.sweep`);
-* :func:`write_report` — tables, Markdown/LaTeX report and plots (:mod:`seqrec.experiments.report`).
+* :func:`write_report` — tables, Markdown/LaTeX report and plots (:mod:`seqrec.experiments.report`),
+  beside published numbers (:mod:`seqrec.experiments.papers`);
+* per-position metrics of a trained run (:mod:`seqrec.experiments.positions`).
 
 Heavy imports (torch, matplotlib, scipy) happen only when a function is called.
 """
@@ -27,12 +29,13 @@ def write_report(
     *,
     out_dir: str | Path | None = None,
     baseline: str | None = None,
+    reference: str | None = None,
     plots: bool = True,
 ) -> dict[str, Path]:
     """Collect runs and write the report; see :func:`seqrec.experiments.report.write_report`."""
     from seqrec.experiments.report import write_report as _write
 
-    return _write(runs_dir, out_dir=out_dir, baseline=baseline, plots=plots)
+    return _write(runs_dir, out_dir=out_dir, baseline=baseline, reference=reference, plots=plots)
 
 
 __all__ = ["PlannedRun", "Study", "load_study", "parse_study", "run_sweep", "write_report"]

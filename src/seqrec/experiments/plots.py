@@ -11,7 +11,15 @@ figure).
 * ``train_loss``: mean training loss per position against epochs (log scale; the losses are on
   different scales, the shapes are what compare);
 * ``valid_ndcg_vs_epoch``: validation NDCG@10 against epochs (shows e.g. NCE's early plateau,
-  Xu et al. 2024).
+  Xu et al. 2024, Fig. 3);
+* ``ndcg_by_position``: NDCG@10 of the best checkpoint at every position of the users'
+  sequences, counted from the end (-1 = the test item, -2 = the validation item, further left
+  the training items; Li et al. 2023, Fig. 3), from each run's ``positions.json``
+  (:mod:`seqrec.experiments.positions`). Drawn only when some run has one.
+
+Li et al. plot *test* NDCG@10 during training; seqrec logs only validation metrics per epoch
+(the test set is looked at once, at the best validation epoch), so ``valid_ndcg_vs_time`` is the
+honest version of their Fig. 2.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ matplotlib.use("Agg")  # no display needed; must precede any pyplot import elsew
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 Curves = Mapping[str, Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]]
 Getter = Callable[[Mapping[str, Any]], float | None]
@@ -120,8 +128,14 @@ def plot_curves(
     ylabel: str,
     title: str,
     logy: bool = False,
+    vlines: Sequence[tuple[float, str]] = (),
+    integer_x: bool = False,
 ) -> list[Path]:
-    """One figure, one panel per dataset; saved as ``out_stem.png`` and ``out_stem.svg``."""
+    """One figure, one panel per dataset; saved as ``out_stem.png`` and ``out_stem.svg``.
+
+    ``vlines``: (x, label) reference lines drawn dashed in every panel; ``integer_x``: only
+    whole-number ticks on the x axis (epochs, positions).
+    """
     datasets = list(curves)
     n = max(len(datasets), 1)
     fig = Figure(figsize=(4.6 * n, 3.8), layout="constrained")
@@ -138,6 +152,22 @@ def plot_curves(
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         if not drawn:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        right = max((xv for xv, _ in vlines), default=None)
+        for xv, text in vlines:  # label left of the line, the rightmost one right of it
+            ax.axvline(xv, color="0.45", linestyle="--", linewidth=0.9)
+            ax.text(
+                xv,
+                0.03,
+                f" {text} ",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="left" if xv == right else "right",
+                va="bottom",
+                fontsize=8,
+                color="0.35",
+            )
+        if integer_x:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab.rsplit(" (n=", 1)[0], h)
     axes[0].set_ylabel(ylabel)
@@ -158,12 +188,34 @@ def plot_curves(
         path = out_stem.with_suffix(f".{fmt}")
         fig.savefig(path, dpi=150)
         paths.append(path)
+        fig.set_layout_engine("none")  # keep the layout just computed: the next format reuses it
     return paths
 
 
-def plot_study(curves: Curves, out_dir: str | Path) -> dict[str, Path]:
-    """The three standard figures (see the module docstring) in ``out_dir``; returns
-    ``{"<figure>.png": path, "<figure>.svg": path, ...}``."""
+def position_records(positions: Any, metric: str = "ndcg@10") -> list[dict[str, Any]]:
+    """A :class:`~seqrec.experiments.positions.PositionMetrics` as curve records: one per
+    offset ``k``, keyed by ``epoch = k`` (so seeds align by offset) with ``x = -k``."""
+    values = positions.metrics.get(metric)
+    if values is None:
+        return []
+    return [
+        {"epoch": int(k), "x": -int(k), metric: float(v)}
+        for k, v in zip(positions.offsets, values, strict=True)
+    ]
+
+
+def plot_study(
+    curves: Curves,
+    out_dir: str | Path,
+    *,
+    positions: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+) -> dict[str, Path]:
+    """The standard figures (see the module docstring) in ``out_dir``; returns
+    ``{"<figure>.png": path, "<figure>.svg": path, ...}``.
+
+    ``positions[dataset][method]`` lists the runs' per-position metrics (one per seed); the
+    per-position figure is drawn if any run has them.
+    """
     out_dir = Path(out_dir)
     specs = [
         (
@@ -180,6 +232,7 @@ def plot_study(curves: Curves, out_dir: str | Path) -> dict[str, Path]:
             "train_loss",
             dict(
                 x=_field("epoch"),
+                integer_x=True,
                 y=_field("loss"),
                 xlabel="epoch",
                 ylabel="training loss (log scale)",
@@ -191,6 +244,7 @@ def plot_study(curves: Curves, out_dir: str | Path) -> dict[str, Path]:
             "valid_ndcg_vs_epoch",
             dict(
                 x=_field("epoch"),
+                integer_x=True,
                 y=_valid_ndcg10,
                 xlabel="epoch",
                 ylabel="validation NDCG@10",
@@ -198,8 +252,29 @@ def plot_study(curves: Curves, out_dir: str | Path) -> dict[str, Path]:
             ),
         ),
     ]
+    if positions and any(seeds for per in positions.values() for seeds in per.values()):
+        pos_curves = {
+            ds: {m: [position_records(p) for p in seeds] for m, seeds in per.items()}
+            for ds, per in positions.items()
+        }
+        specs.append(
+            (
+                "ndcg_by_position",
+                dict(
+                    curves=pos_curves,
+                    x=_field("x"),
+                    y=_field("ndcg@10"),
+                    xlabel="position from the end of the sequence",
+                    ylabel="NDCG@10 (best checkpoint)",
+                    title="NDCG@10 at every position of the sequences (-1 test, -2 valid)",
+                    vlines=[(-1, "test"), (-2, "valid")],
+                    integer_x=True,
+                ),
+            )
+        )
     out: dict[str, Path] = {}
     for stem, kw in specs:
-        for path in plot_curves(curves, out_dir / stem, **kw):  # type: ignore[arg-type]
+        data = kw.pop("curves", curves)
+        for path in plot_curves(data, out_dir / stem, **kw):  # type: ignore[arg-type]
             out[path.name] = path
     return out

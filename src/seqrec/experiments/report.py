@@ -20,6 +20,11 @@ methods of a dataset match (say SASRec-bce and GRU4Rec-bce), each method is comp
 matching one whose config agrees with it on the most settings (the same model, first of all);
 the table names which one it was.
 
+With a paper reference (``--reference``, else the study's ``reference``), every (dataset,
+method) whose ``data.dataset``, ``model.name``, ``loss.name`` and ``loss.positions`` match a
+published row (:mod:`seqrec.experiments.papers`) is shown beside it with the gap
+``100 * (ours - paper) / paper`` %, flagged when larger than 5% either way.
+
 Outputs (in ``out_dir``, default ``RUNS_DIR/report``): ``runs.csv`` and ``runs.parquet`` (one
 row per run), ``summary.csv`` (one row per dataset and method), ``report.md``, ``report.tex``,
 and ``plots/*.png|svg`` (see :mod:`seqrec.experiments.plots`).
@@ -43,6 +48,8 @@ import numpy as np
 from seqrec import runs
 from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
+from seqrec.experiments.papers import GAP_FLAG_PCT, SOURCES, PaperRow, gap_pct, paper_rows
+from seqrec.experiments.positions import PositionMetrics, load_positions
 from seqrec.experiments.study import clean_label
 from seqrec.io import atomic_write, atomic_write_text
 
@@ -67,6 +74,12 @@ class RunRecord:
     config: RunConfig
     results: Mapping[str, Any]
     epochs: Sequence[Mapping[str, Any]]
+    position_metrics: PositionMetrics | None = None  # positions.json (.positions), if any
+
+    @property
+    def paper_key(self) -> tuple[str, str, str, str]:
+        """(dataset, model, loss, positions) as :mod:`seqrec.experiments.papers` keys them."""
+        return paper_key(self.config)
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class Summary:
     is_baseline: bool = False
     rel: Mapping[str, float] = field(default_factory=dict)  # % change of the mean
     tests: Mapping[str, TTest] = field(default_factory=dict)
+    paper_key: tuple[str, str, str, str] | None = None  # (dataset, model, loss, positions)
 
 
 # ------------------------------------------------------------------------------------ collect
@@ -119,6 +133,15 @@ def _fmt(v: Any) -> str:
     if isinstance(v, list | tuple):
         return "+".join(_fmt(x) for x in v)
     return str(v)
+
+
+def paper_key(cfg: RunConfig) -> tuple[str, str, str, str]:
+    """(dataset, model, loss, positions) of a run config: the dataset is ``data.dataset`` (a
+    file path's stem, lower-cased), the rest the model name, loss name and loss positions."""
+    ds = cfg.data.dataset
+    if "/" in ds or os.sep in ds:
+        ds = Path(ds).stem.lower()
+    return (ds, cfg.model.name, cfg.loss.name, cfg.loss.positions)
 
 
 def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
@@ -157,6 +180,7 @@ def _manifest_entries(folder: Path, cache: dict[Path, dict[str, Any]]) -> dict[s
                 entries = {r["name"]: r for r in data.get("runs", [])}
                 entries["__baseline__"] = data.get("baseline")
                 entries["__study__"] = data.get("study")
+                entries["__reference__"] = data.get("reference")
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 entries = {}
         cache[folder] = entries
@@ -181,7 +205,8 @@ def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict
     """All finished runs under ``runs_dir``.
 
     Returns (records, notes, study info): notes say which folders were skipped and why;
-    study info holds the study name and baseline from a ``sweep.json`` if there is one.
+    study info holds the study name, baseline and paper reference from a ``sweep.json`` if
+    there is one.
     """
     notes: list[str] = []
     cache: dict[Path, dict[str, Any]] = {}
@@ -198,7 +223,11 @@ def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict
             continue
         entries = _manifest_entries(run_dir.parent, cache)
         if entries.get("__study__") and not info:
-            info = {"study": entries["__study__"], "baseline": entries.get("__baseline__")}
+            info = {
+                "study": entries["__study__"],
+                "baseline": entries.get("__baseline__"),
+                "reference": entries.get("__reference__"),
+            }
         loaded.append((run_dir, cfg, results, entries.get(run_dir.name)))
     # a sweep's runs in its planned order (datasets and methods appear as the study lists them)
     order = {
@@ -238,6 +267,7 @@ def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict
                 config=cfg,
                 results=results,
                 epochs=runs.read_metrics(run_dir),
+                position_metrics=load_positions(run_dir),
             )
         )
     seen: dict[tuple[str, str, int], Path] = {}
@@ -330,6 +360,7 @@ def summarize(
                 mean=mean,
                 std=std,
                 best_epoch=float(np.mean([r.results.get("best_epoch", math.nan) for r in runs_])),
+                paper_key=first.paper_key,
                 train_seconds=float(
                     np.mean([r.results.get("train_seconds", math.nan) for r in runs_])
                 ),
@@ -386,6 +417,63 @@ def best_methods(summaries: Sequence[Summary], metric: str) -> set[str]:
     }
 
 
+# ------------------------------------------------------------------------------------ papers
+
+
+@dataclass(frozen=True)
+class PaperComparison:
+    """One (dataset, method) of the study beside the published row with the same dataset,
+    model, loss and positions: our mean over seeds, the paper's value, the relative gap
+    ``100 * (ours - paper) / paper`` % per metric both have."""
+
+    dataset: str
+    method: str
+    row: PaperRow
+    ours: Mapping[str, float]
+    paper: Mapping[str, float]
+    gap: Mapping[str, float]
+
+    def flagged(self, metric: str) -> bool:
+        """True if the gap on ``metric`` exceeds :data:`GAP_FLAG_PCT` percent either way."""
+        g = self.gap.get(metric, math.nan)
+        return math.isfinite(g) and abs(g) > GAP_FLAG_PCT
+
+
+def compare_with_paper(
+    summaries: Sequence[Summary], reference: str
+) -> tuple[list[PaperComparison], list[str]]:
+    """Match every summary with the paper row of the same (dataset, model, loss, positions).
+
+    Returns (comparisons in summary order, notes naming the methods the paper has no number for).
+    """
+    rows = paper_rows(reference)
+    out: list[PaperComparison] = []
+    missing: list[str] = []
+    for s in summaries:
+        row = rows.get(s.paper_key) if s.paper_key is not None else None
+        if row is None:
+            missing.append(f"{s.dataset}/{s.method}")
+            continue
+        metrics = [k for k in REPORT_METRICS if k in row.metrics and k in s.mean]
+        out.append(
+            PaperComparison(
+                dataset=s.dataset,
+                method=s.method,
+                row=row,
+                ours={k: s.mean[k] for k in metrics},
+                paper={k: row.metrics[k] for k in metrics},
+                gap={k: gap_pct(s.mean[k], row.metrics[k]) for k in metrics},
+            )
+        )
+    notes = []
+    if missing:
+        notes.append(
+            f"{SOURCES.get(reference, reference)} has no number for: {', '.join(missing)} "
+            "(matched on data.dataset, model.name, loss.name, loss.positions)"
+        )
+    return out, notes
+
+
 # ------------------------------------------------------------------------------------ tables
 
 
@@ -419,7 +507,14 @@ def runs_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_rows(summaries: Sequence[Summary], metrics: Sequence[str]) -> list[dict[str, Any]]:
+def summary_rows(
+    summaries: Sequence[Summary],
+    metrics: Sequence[str],
+    comparisons: Sequence[PaperComparison] = (),
+) -> list[dict[str, Any]]:
+    """One row per (dataset, method): mean, std, relative change, p-value and pairs per metric;
+    with ``comparisons``, also the paper's value and the gap to it (empty where it has none)."""
+    by_key = {(c.dataset, c.method): c for c in comparisons}
     rows = []
     for s in summaries:
         row: dict[str, Any] = {
@@ -441,6 +536,12 @@ def summary_rows(summaries: Sequence[Summary], metrics: Sequence[str]) -> list[d
             t = s.tests.get(k)
             row[f"{k}_p"] = None if t is None else t.pvalue
             row[f"{k}_n_pairs"] = None if t is None else t.n
+        if comparisons:
+            c = by_key.get((s.dataset, s.method))
+            row["paper"] = None if c is None else c.row.source
+            for k in metrics:
+                row[f"{k}_paper"] = None if c is None else c.paper.get(k)
+                row[f"{k}_paper_gap_pct"] = None if c is None else c.gap.get(k)
         rows.append(row)
     return rows
 
@@ -507,7 +608,11 @@ def render_markdown(
     plots: Mapping[str, Path],
     out_dir: Path,
     notes: Sequence[str],
+    comparisons: Sequence[PaperComparison] = (),
+    reference: str | None = None,
 ) -> str:
+    """The Markdown report: per dataset the results table, the comparison with the baseline,
+    and (with ``comparisons``) our numbers beside the paper's; then the plots and notes."""
     lines = [
         f"# {title}",
         "",
@@ -560,6 +665,7 @@ def render_markdown(
             )
             if reasons:
                 lines += ["", "No test possible where 'p n/a': " + "; ".join(reasons) + "."]
+        lines += _paper_markdown([c for c in comparisons if c.dataset == ds], reference)
         lines.append("")
     if plots:
         lines += ["## Plots", ""]
@@ -570,6 +676,37 @@ def render_markdown(
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines)
+
+
+def _paper_markdown(comparisons: Sequence[PaperComparison], reference: str | None) -> list[str]:
+    if not comparisons:
+        return []
+    metrics = [k for k in REPORT_METRICS if any(k in c.paper for c in comparisons)]
+    source = SOURCES.get(reference or "", reference or comparisons[0].row.source)
+    lines = [
+        "",
+        f"Beside the published numbers ({source}): ours (mean over seeds) / paper (gap); "
+        f"⚠ = gap larger than {GAP_FLAG_PCT:g}%.",
+        "",
+    ]
+    head = ["method", "paper row", *(_name(k) for k in metrics)]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in comparisons:
+        cells = [f"`{c.method}`", f"{c.row.model} {c.row.loss} ({c.row.positions})"]
+        for k in metrics:
+            if k not in c.paper:
+                cells.append("")
+                continue
+            flag = " ⚠" if c.flagged(k) else ""
+            cells.append(f"{c.ours[k]:.4f} / {c.paper[k]:.4f} ({c.gap[k]:+.1f}%){flag}")
+        lines.append("| " + " | ".join(cells) + " |")
+    flagged = sum(c.flagged(k) for c in comparisons for k in c.gap)
+    total = sum(len(c.gap) for c in comparisons)
+    lines += [
+        "",
+        f"{flagged} of {total} numbers differ from the paper by more than {GAP_FLAG_PCT:g}%.",
+    ]
+    return lines
 
 
 def latex_escape(text: str) -> str:
@@ -590,9 +727,15 @@ def latex_escape(text: str) -> str:
 
 
 def render_latex(
-    summaries: Sequence[Summary], metrics: Sequence[str], *, baseline: str | None
+    summaries: Sequence[Summary],
+    metrics: Sequence[str],
+    *,
+    baseline: str | None,
+    comparisons: Sequence[PaperComparison] = (),
 ) -> str:
-    """One booktabs table per dataset: mean $\\pm$ std, best in bold, dagger for p < ALPHA."""
+    """One booktabs table per dataset: mean $\\pm$ std, best in bold, dagger for p < ALPHA;
+    with ``comparisons`` one more table of ours against the paper (double dagger: gap above
+    GAP_FLAG_PCT percent)."""
     out = [
         "% generated by seqrec report; needs \\usepackage{booktabs}",
     ]
@@ -629,6 +772,29 @@ def render_latex(
                 cells.append(c)
             out.append(" & ".join(cells) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    if comparisons:
+        cmp_metrics = [k for k in REPORT_METRICS if any(k in c.paper for c in comparisons)]
+        source = latex_escape(SOURCES.get(comparisons[0].row.source, comparisons[0].row.source))
+        out += [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{Ours (mean over seeds) against {source}: ours / paper; "
+            f"$^\\ddagger$ gap above {GAP_FLAG_PCT:g}\\%.}}",
+            "\\begin{tabular}{ll" + "c" * len(cmp_metrics) + "}",
+            "\\toprule",
+            "Dataset & Method & " + " & ".join(_name(k) for k in cmp_metrics) + " \\\\",
+            "\\midrule",
+        ]
+        for c in comparisons:
+            cells = [latex_escape(c.dataset), latex_escape(c.method)]
+            for k in cmp_metrics:
+                if k not in c.paper:
+                    cells.append("--")
+                    continue
+                cell = f"{c.ours[k]:.4f} / {c.paper[k]:.4f}"
+                cells.append(cell + ("$^\\ddagger$" if c.flagged(k) else ""))
+            out.append(" & ".join(cells) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out)
 
 
@@ -640,6 +806,7 @@ def write_report(
     *,
     out_dir: str | Path | None = None,
     baseline: str | None = None,
+    reference: str | None = None,
     plots: bool = True,
 ) -> dict[str, Path]:
     """Collect every run under ``runs_dir`` and write tables, report and plots.
@@ -648,12 +815,16 @@ def write_report(
         runs_dir: a sweep's out_dir (or any folder of run folders).
         out_dir: where to write (default ``runs_dir/report``).
         baseline: loss name or method label to compare against (default: the study's).
+        reference: published numbers to put beside ours (``li2023``, ``xu2024``; default: the
+            study's ``reference``; ``"none"`` for none).
         plots: also draw the figures.
 
     Returns ``{file name: path}`` of everything written (``report.md``, ``report.tex``,
     ``runs.csv``, ``runs.parquet``, ``summary.csv``, ``valid_ndcg_vs_time.png``, ...).
     """
     runs_dir = Path(runs_dir)
+    if reference is not None and reference != "none":
+        paper_rows(reference)  # an unknown name fails before anything is read or written
     records, notes, info = collect_runs(runs_dir)
     if not records:
         raise SeqrecError(
@@ -661,8 +832,15 @@ def write_report(
             "run `seqrec sweep STUDY.toml` first"
         )
     baseline = baseline if baseline is not None else info.get("baseline")
+    reference = reference if reference is not None else info.get("reference")
+    if reference == "none":
+        reference = None
     summaries, metrics, more_notes = summarize(records, baseline)
     notes = [*notes, *more_notes]
+    comparisons: list[PaperComparison] = []
+    if reference:
+        comparisons, paper_notes = compare_with_paper(summaries, reference)
+        notes += paper_notes
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -670,7 +848,7 @@ def write_report(
     rows = runs_rows(records)
     write_csv(out / "runs.csv", rows)
     write_parquet(out / "runs.parquet", rows)
-    write_csv(out / "summary.csv", summary_rows(summaries, metrics))
+    write_csv(out / "summary.csv", summary_rows(summaries, metrics, comparisons))
     for name in ("runs.csv", "runs.parquet", "summary.csv"):
         written[name] = out / name
 
@@ -679,11 +857,23 @@ def write_report(
         from seqrec.experiments.plots import plot_study
 
         curves: dict[str, dict[str, list[Sequence[Mapping[str, Any]]]]] = {}
+        positions: dict[str, dict[str, list[PositionMetrics]]] = {}
         for s in summaries:  # summary order: baseline first, same colours everywhere
             curves.setdefault(s.dataset, {})[s.method] = []
+            positions.setdefault(s.dataset, {})[s.method] = []
         for r in sorted(records, key=lambda r: r.seed):
             curves[r.dataset][r.method].append(r.epochs)
-        plot_paths = plot_study(curves, out / "plots")
+            if r.position_metrics is not None:
+                positions[r.dataset][r.method].append(r.position_metrics)
+        missing = [r.name for r in records if r.position_metrics is None]
+        if missing and len(missing) < len(records):
+            notes.append(
+                f"{len(missing)} runs have no positions.json, so they are not in the "
+                f"per-position plot (the sweep computes it; per_position = 0 turns it off): "
+                + ", ".join(missing[:5])
+                + (" ..." if len(missing) > 5 else "")
+            )
+        plot_paths = plot_study(curves, out / "plots", positions=positions)
         written.update(plot_paths)
 
     title = f"Study {info['study']}" if info.get("study") else f"Runs in {runs_dir}"
@@ -697,19 +887,26 @@ def write_report(
         plots=plot_paths,
         out_dir=out,
         notes=notes,
+        comparisons=comparisons,
+        reference=reference,
     )
     atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "report.tex", render_latex(summaries, metrics, baseline=baseline))
+    atomic_write_text(
+        out / "report.tex",
+        render_latex(summaries, metrics, baseline=baseline, comparisons=comparisons),
+    )
     written["report.md"] = out / "report.md"
     written["report.tex"] = out / "report.tex"
     return written
 
 
 __all__ = [
+    "PaperComparison",
     "RunRecord",
     "Summary",
     "TTest",
     "collect_runs",
+    "compare_with_paper",
     "paired_ttest",
     "summarize",
     "write_report",

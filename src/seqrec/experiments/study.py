@@ -7,6 +7,10 @@ Format (every key but ``[grid]`` is optional)::
                                    # (default: runs/<name>)
     baseline = "bce"               # loss name or method label the others are compared against
     seeds = [1, 2]                 # train.seed of every configuration (default: [42])
+    reference = "xu2024"           # published numbers the report puts beside ours
+                                   # (seqrec.experiments.papers: li2023, xu2024; default none)
+    per_position = 50              # after each run, metrics at the last 50 positions of every
+                                   # sequence (seqrec.experiments.positions); 0 = off
 
     [base]                         # RunConfig sections applied to every run
     model = { name = "sasrec", dim = 32, layers = 1 }
@@ -20,10 +24,16 @@ Format (every key but ``[grid]`` is optional)::
       { label = "large", dataset = "synthetic", synthetic_users = 900 },
     ]
 
-Keys inside ``[base]`` and ``[grid]`` are checked exactly like a run config (same sections, same
-"did you mean" hints); ``train.seed``, ``name`` and ``out_dir`` are set by the sweep and may not
-appear there. Runs are ordered seed first, then the grid axes in file order (the last axis varies
-fastest), so a partial sweep already holds every configuration of the first seed.
+    [[override]]                   # settings for some grid combinations only, applied after
+    match = { data = "large", "loss.name" = ["bce"] }   # [base] and [grid], in file order;
+    loss = { negatives = 20 }      # match: grid axis -> label(s) or value(s), all must match
+    train = { epochs = 30 }
+
+Keys inside ``[base]``, ``[grid]`` and ``[[override]]`` are checked exactly like a run config
+(same sections, same "did you mean" hints); ``train.seed``, ``name`` and ``out_dir`` are set by
+the sweep and may not appear there. Runs are ordered seed first, then the grid axes in file
+order (the last axis varies fastest), so a partial sweep already holds every configuration of
+the first seed. Overrides never add or remove runs, and do not enter run names.
 
 Every run gets a deterministic folder name ``{dataset}-{model}-{loss}-{positions}[-{hp}...]-seed{n}``
 where each part is the label of the grid axis that sets it (``lr0.003`` for a ``train.lr`` axis, the
@@ -42,7 +52,19 @@ from typing import Any
 from seqrec.config import _SECTIONS, RunConfig, load_toml, merge, suggest, validate
 from seqrec.errors import ConfigError
 
-TOP_KEYS = ("name", "description", "out_dir", "baseline", "seeds", "base", "grid")
+TOP_KEYS = (
+    "name",
+    "description",
+    "out_dir",
+    "baseline",
+    "seeds",
+    "reference",
+    "per_position",
+    "base",
+    "grid",
+    "override",
+)
+DEFAULT_PER_POSITION = 50
 RESERVED = {"train.seed": "list the seeds in `seeds = [...]` instead", "name": "", "out_dir": ""}
 PRIMARY = {"data": "dataset", "model": "name", "loss": "name"}  # the key a section's label names
 
@@ -58,6 +80,17 @@ class Axis:
     path: str
     overrides: tuple[Mapping[str, Any], ...]
     labels: tuple[str, ...]
+    values: tuple[Any, ...] = ()  # the raw values of a "section.key" axis (empty for tables)
+
+    def index_of(self, wanted: Any) -> int | None:
+        """Index of the value whose label (or raw value) is ``wanted``, else None."""
+        for i, label in enumerate(self.labels):
+            if wanted == label or (isinstance(wanted, str) and clean_label(wanted) == label):
+                return i
+        for i, value in enumerate(self.values):
+            if not isinstance(value, bool) and not isinstance(wanted, bool) and wanted == value:
+                return i
+        return None
 
     @property
     def section(self) -> str:
@@ -74,6 +107,18 @@ class Axis:
         if self.section not in PRIMARY:
             return False
         return self.key is None or self.key == PRIMARY[self.section]
+
+
+@dataclass(frozen=True)
+class Override:
+    """An ``[[override]]`` table: ``settings`` (nested config sections) apply to every run whose
+    grid combination has, for each axis path in ``match``, one of the value indices listed."""
+
+    match: Mapping[str, frozenset[int]]
+    settings: Mapping[str, Any]
+
+    def applies(self, combo: Mapping[str, int]) -> bool:
+        return all(combo[path] in allowed for path, allowed in self.match.items())
 
 
 @dataclass(frozen=True)
@@ -113,6 +158,9 @@ class Study:
     base: Mapping[str, Any]  # nested overrides of [base]
     axes: tuple[Axis, ...]
     path: Path | None = None
+    overrides: tuple[Override, ...] = ()
+    reference: str | None = None  # paper whose numbers the report shows (see .papers)
+    per_position: int = DEFAULT_PER_POSITION  # offsets evaluated after each run; 0 = off
 
     def runs(self) -> list[PlannedRun]:
         """Expand the grid: seeds (outermost) x axes in file order; every config validated."""
@@ -247,7 +295,69 @@ def _parse_axis(path: str, values: Any, file: Path | None, text: str | None) -> 
             if len(parts) == 1
             else f"{where}[grid] '{path}': repeated value '{dup}'"
         )
-    return Axis(path=path, overrides=overrides, labels=tuple(labels))
+    raw_values = tuple(values) if len(parts) == 2 else ()
+    return Axis(path=path, overrides=overrides, labels=tuple(labels), values=raw_values)
+
+
+def _check_sections(
+    table: Mapping[str, Any], where: str, context: str, skip: tuple[str, ...] = ()
+) -> None:
+    """Every key of ``table`` (but ``skip``) is a config section holding a table of valid keys."""
+    for section, values in table.items():
+        if section in skip:
+            continue
+        if section in ("name", "out_dir"):
+            raise ConfigError(f"{where}{context} may not set '{section}': the sweep names the runs")
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"{where}{context}: unknown config section '{section}'"
+                f"{suggest(section, list(_SECTIONS))}; sections: {', '.join(_SECTIONS)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}{context} {section} must be a table of keys")
+        _check_keys(section, list(values), where, context)
+
+
+def _parse_override(
+    i: int, raw: Any, axes: Sequence[Axis], file: Path | None, text: str | None
+) -> Override:
+    """Validate the ``i``-th ``[[override]]`` table against the grid axes."""
+    where = _where(file, text, "override")
+    context = f"[[override]] #{i + 1}"
+    example = 'e.g. match = { data = "beauty", "loss.name" = ["sce", "nce"] }'
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}{context} must be a table (write [[override]])")
+    match = raw.get("match")
+    if not isinstance(match, dict) or not match:
+        raise ConfigError(f"{where}{context} needs a non-empty `match` table; {example}")
+    by_path = {a.path: a for a in axes}
+    allowed: dict[str, frozenset[int]] = {}
+    for path, wanted in _flatten_grid(match):
+        axis = by_path.get(path)
+        if axis is None:
+            raise ConfigError(
+                f"{where}{context}: match key '{path}' is not a grid axis"
+                f"{suggest(path, list(by_path))}; axes: {', '.join(by_path) or 'none'}"
+            )
+        want = wanted if isinstance(wanted, list) else [wanted]
+        idx = []
+        for w in want:
+            j = axis.index_of(w)
+            if j is None:
+                raise ConfigError(
+                    f"{where}{context}: '{path}' has no value {w!r}"
+                    f"{suggest(str(w), list(axis.labels))}; values: {', '.join(axis.labels)}"
+                )
+            idx.append(j)
+        allowed[path] = frozenset(idx)
+    if len(raw) == 1:
+        raise ConfigError(
+            f"{where}{context} sets nothing: add config sections next to match, "
+            "e.g. train = { epochs = 300 }"
+        )
+    _check_sections(raw, where, context, skip=("match",))
+    settings = {k: dict(v) for k, v in raw.items() if k != "match"}
+    return Override(match=allowed, settings=settings)
 
 
 def parse_study(
@@ -281,21 +391,27 @@ def parse_study(
             f'(a string, e.g. baseline = "bce"), got {baseline!r}'
         )
 
+    reference = raw.get("reference")
+    if reference is not None:
+        from seqrec.experiments.papers import PAPERS
+
+        if reference not in PAPERS:
+            raise ConfigError(
+                f"{_where(path, text, 'reference')}reference must name published results, one "
+                f"of {', '.join(PAPERS)}; got {reference!r}{suggest(str(reference), list(PAPERS))}"
+            )
+    per_position = raw.get("per_position", DEFAULT_PER_POSITION)
+    if isinstance(per_position, bool) or not isinstance(per_position, int) or per_position < 0:
+        raise ConfigError(
+            f"{_where(path, text, 'per_position')}per_position must be the number of positions "
+            f"to evaluate from the end of each sequence (0 = off), got {per_position!r}"
+        )
+
     base = raw.get("base", {})
     if not isinstance(base, dict):
         raise ConfigError(f"{at}[base] must be a table of config sections")
     for section, values in base.items():
-        where = _where(path, text, section)
-        if section in ("name", "out_dir"):
-            raise ConfigError(f"{where}[base] may not set '{section}': the sweep names the runs")
-        if section not in _SECTIONS:
-            raise ConfigError(
-                f"{where}[base]: unknown config section '{section}'"
-                f"{suggest(section, list(_SECTIONS))}; sections: {', '.join(_SECTIONS)}"
-            )
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where}[base] {section} must be a table of keys")
-        _check_keys(section, list(values), _where(path, text, section), "[base]")
+        _check_sections({section: values}, _where(path, text, section), "[base]")
 
     grid = raw.get("grid", {})
     if not isinstance(grid, dict):
@@ -309,6 +425,14 @@ def parse_study(
                 f"inside the {a.section} tables instead"
             )
 
+    raw_overrides = raw.get("override", [])
+    if not isinstance(raw_overrides, list):
+        raise ConfigError(
+            f"{_where(path, text, 'override')}override must be a list of tables: write "
+            "[[override]] (double brackets) before each one"
+        )
+    overrides = tuple(_parse_override(i, o, axes, path, text) for i, o in enumerate(raw_overrides))
+
     out_dir = Path(str(raw.get("out_dir") or Path("runs") / clean_label(name)))
     study = Study(
         name=name,
@@ -318,6 +442,9 @@ def parse_study(
         base=base,
         axes=axes,
         path=path,
+        overrides=overrides,
+        reference=reference,
+        per_position=per_position,
     )
     planned = study.runs()  # validates every config now: a typo fails before any run starts
     if baseline is not None and not any(baseline in (r.loss, r.method) for r in planned):
@@ -355,6 +482,10 @@ def expand(study: Study) -> list[PlannedRun]:
             overrides = dict(study.base)
             for axis, i in zip(study.axes, combo, strict=True):
                 overrides = _deep_merge(overrides, axis.overrides[i])
+            at_combo = {a.path: i for a, i in zip(study.axes, combo, strict=True)}
+            for extra in study.overrides:
+                if extra.applies(at_combo):
+                    overrides = _deep_merge(overrides, extra.settings)
             factors = {a.path: a.labels[i] for a, i in zip(study.axes, combo, strict=True)}
             try:
                 cfg = merge(RunConfig(), overrides)

@@ -4,12 +4,18 @@ Resumability rules (a run folder is ``out_dir/<run name>``, names are determinis
 
 * a run is *finished* only if its folder has ``results.json`` (written last, atomically, by
   :func:`seqrec.train.fit`); finished runs are never repeated;
-* a folder without ``results.json`` is what a killed sweep leaves behind: it is moved aside to
-  ``out_dir/.incomplete/<name>-<time>`` and the run is redone from scratch, so a run folder
-  never mixes epochs of two processes;
+* a folder without ``results.json`` is what a killed sweep leaves behind. If its
+  ``config.toml`` is the config the study asks for, the run **resumes from its last completed
+  epoch** (:func:`seqrec.train.fit` with ``resume_dir``; the final metrics equal an
+  uninterrupted run's). A folder that cannot be resumed (killed before its config was written,
+  or made with another config) is moved aside to ``out_dir/.incomplete/<name>-<time>`` and the
+  run is redone from scratch, so a run folder never mixes epochs of two configs;
 * a finished run whose saved config differs from what the study now asks for stops the sweep
   before anything runs (change ``out_dir`` or remove the folder): stale numbers are never
-  reported as if they came from the current study.
+  reported as if they came from the current study;
+* with ``per_position > 0`` (the default) every finished run also gets ``positions.json``
+  (:mod:`seqrec.experiments.positions`); a run finished without it (killed during that step) gets
+  it on the next sweep, without retraining.
 
 ``out_dir/sweep.json`` records the study and the labels of every run (dataset, method, seed)
 for :mod:`seqrec.experiments.report`.
@@ -29,6 +35,7 @@ from typing import Any
 from seqrec import runs
 from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
+from seqrec.experiments.positions import POSITIONS_FILE
 from seqrec.experiments.study import PlannedRun, Study, load_study
 from seqrec.train import fit
 
@@ -41,14 +48,24 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / runs.RESULTS).is_file()
 
 
+#: settings that may change between sweeps of the same study: where the data lives, how many
+#: threads and how large the evaluation blocks are change nothing a run computes
+FREE_SETTINGS = frozenset({"data.data_dir", "train.threads", "eval.batch_size"})
+
+
 def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
-    """``section.key: a != b`` for every differing setting (``out_dir`` and ``name`` ignored)."""
+    """``section.key: a != b`` for every differing setting (``out_dir``, ``name`` and
+    :data:`FREE_SETTINGS` ignored)."""
     out = []
     for f in fields(RunConfig):
         if f.name in ("out_dir", "name"):
             continue
         da, db = asdict(getattr(a, f.name)), asdict(getattr(b, f.name))
-        out += [f"{f.name}.{k}: {da[k]!r} != {db[k]!r}" for k in da if da[k] != db[k]]
+        out += [
+            f"{f.name}.{k}: {da[k]!r} != {db[k]!r}"
+            for k in da
+            if da[k] != db[k] and f"{f.name}.{k}" not in FREE_SETTINGS
+        ]
     return out
 
 
@@ -94,6 +111,8 @@ def write_manifest(study: Study, planned: list[PlannedRun]) -> Path:
             "study": study.name,
             "study_file": str(study.path) if study.path is not None else None,
             "baseline": study.baseline,
+            "reference": study.reference,
+            "per_position": study.per_position,
             "seeds": list(study.seeds),
             "runs": list(entries.values()) + kept,
         },
@@ -111,6 +130,34 @@ def _move_aside(run_dir: Path, out_dir: Path) -> Path:
         i += 1
     shutil.move(str(run_dir), str(dest))
     return dest
+
+
+def prepare_unfinished(run: PlannedRun, run_dir: Path, out_dir: Path) -> tuple[bool, str]:
+    """Decide what to do with the folder of an unfinished run.
+
+    Returns ``(resume, message)``: ``resume`` is True when the folder holds this run's config
+    and can be continued with :func:`seqrec.train.fit` (``resume_dir``); otherwise the folder
+    (if any) has been moved aside and the run starts afresh. ``message`` says what happened
+    ("" if there was no folder).
+    """
+    if not run_dir.exists():
+        return False, ""
+    reason = ""
+    if not (run_dir / runs.CONFIG).is_file():
+        reason = "it was stopped before its config was written"
+    else:
+        try:
+            diff = config_diff(runs.load_run_config(run_dir), run.config)
+        except SeqrecError as exc:
+            diff, reason = [], f"its config cannot be read ({exc})"
+        if diff:
+            reason = f"it was made with another config ({'; '.join(diff[:2])})"
+    if reason:
+        moved = _move_aside(run_dir, out_dir)
+        return False, f"{run.name}: unfinished folder moved to {moved} ({reason}); redoing it"
+    runs.remove_stale_temps(run_dir)  # temp files of writes the kill interrupted; never read
+    done = max((int(r.get("epoch", 0)) for r in runs.read_metrics(run_dir)), default=0)
+    return True, f"{run.name}: resuming the unfinished run ({done} epochs logged)"
 
 
 def _check_finished_configs(planned: list[PlannedRun], out_dir: Path) -> list[float]:
@@ -181,10 +228,14 @@ class _Display:
         else:
             print(msg, file=sys.stderr, flush=True)
 
-    def update(self, status: str, eta: float | None, advance: int = 0) -> None:
+    def update(self, status: str, eta: float | str | None = "keep", advance: int = 0) -> None:
+        """Show ``status`` under the bar; ``eta`` in seconds, None (unknown) or "keep"."""
         if self.live is None:
             return
-        self.progress.update(self.task, eta=fmt_seconds(eta), advance=advance)
+        if isinstance(eta, str):  # "keep": leave the ETA shown
+            self.progress.update(self.task, advance=advance)
+        else:
+            self.progress.update(self.task, eta=fmt_seconds(eta), advance=advance)
         self.status = self._text(f"  {status}", overflow="ellipsis", no_wrap=True)
         self.live.update(self._group(self.progress, self.status))
 
@@ -198,7 +249,9 @@ def run_sweep(
     *,
     quiet: bool = False,
     out_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
     fit_fn: Callable[..., Any] | None = None,
+    positions_fn: Callable[..., Any] | None = None,
 ) -> list[Path]:
     """Run every unfinished run of the study in order; return the folders of all finished runs.
 
@@ -206,20 +259,34 @@ def run_sweep(
         study_path: the study TOML file (see :mod:`seqrec.experiments.study`).
         quiet: no progress output.
         out_dir: put the runs here instead of the study's ``out_dir``.
+        data_dir: folder of named datasets for every run (default: the study's
+            ``data.data_dir``, else ``$SEQREC_DATA_DIR``).
         fit_fn: the training function (default :func:`seqrec.train.fit`; tests substitute it).
+        positions_fn: the per-position evaluation (default
+            :func:`seqrec.experiments.positions.run_positions`; tests substitute it).
 
+    A run killed mid-way resumes from its last completed epoch (see the module docstring).
     A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
-    :class:`SeqrecError` lists the failures (their folders are kept and redone on the next
+    :class:`SeqrecError` lists the failures (their folders are kept and retried on the next
     sweep). Interrupting (Ctrl-C) leaves the current run unfinished; rerun to continue.
     """
     study = load_study(study_path)
     if out_dir is not None:
         study = replace(study, out_dir=Path(out_dir))
     train = fit_fn or fit
+    if positions_fn is None:
+        from seqrec.experiments.positions import run_positions as positions_fn
     planned = study.runs()
     if out_dir is not None:  # the run configs carry the out_dir they were planned with
         planned = [
             replace(r, config=replace(r.config, out_dir=str(study.out_dir))) for r in planned
+        ]
+    if data_dir is not None:
+        planned = [
+            replace(
+                r, config=replace(r.config, data=replace(r.config.data, data_dir=str(data_dir)))
+            )
+            for r in planned
         ]
     study.out_dir.mkdir(parents=True, exist_ok=True)
     durations = _check_finished_configs(planned, study.out_dir)
@@ -232,14 +299,30 @@ def run_sweep(
         f"study {study.name}: {total} runs in {study.out_dir} "
         f"({total - len(todo)} already finished, {len(todo)} to run)"
     )
-    session: list[float] = []  # durations measured in this process (preferred for the ETA)
     failures: list[str] = []
+
+    def add_positions(run: PlannedRun) -> None:
+        """positions.json for a finished run that lacks it (a failure is reported, not fatal)."""
+        run_dir = study.out_dir / run.name
+        if study.per_position <= 0 or (run_dir / POSITIONS_FILE).is_file():
+            return
+        display.update(f"{run.name}: per-position metrics")
+        try:
+            positions_fn(run_dir, window=study.per_position)
+        except SeqrecError as exc:
+            failures.append(f"{run.name} (per-position metrics): {exc}")
+            display.say(f"FAILED per-position metrics of {run.name}: {exc}")
+
+    session: list[float] = []  # durations measured in this process (preferred for the ETA)
     try:
+        for run in planned:  # finished earlier, killed before their per-position metrics
+            if is_finished(study.out_dir / run.name):
+                add_positions(run)
         for i, run in enumerate(todo):
             run_dir = study.out_dir / run.name
-            if run_dir.exists():
-                moved = _move_aside(run_dir, study.out_dir)
-                display.say(f"{run.name}: unfinished folder moved to {moved}; redoing it")
+            resume, message = prepare_unfinished(run, run_dir, study.out_dir)
+            if message:
+                display.say(message)
             remaining = len(todo) - i
             start = time.perf_counter()
 
@@ -259,20 +342,28 @@ def run_sweep(
 
             display.update(f"{run.name} starting", eta_seconds(session or durations, remaining))
             try:
-                result = train(run.config, quiet=True, on_epoch=on_epoch)
+                result = train(
+                    run.config,
+                    quiet=True,
+                    on_epoch=on_epoch,
+                    resume_dir=run_dir if resume else None,
+                )
             except SeqrecError as exc:
                 failures.append(f"{run.name}: {exc}")
                 display.say(f"FAILED {run.name}: {exc}")
                 display.update(run.name + " failed", None, advance=1)
                 continue
+            add_positions(run)
             seconds = time.perf_counter() - start
-            session.append(seconds)
+            if not resume:  # a resumed run's time is only its remainder: not a fair estimate
+                session.append(seconds)
             test = result.results.get("test", {})
             done = total - len(todo) + i + 1
-            eta = eta_seconds(session, remaining - 1)
+            eta = eta_seconds(session or durations, remaining - 1)
             display.say(
                 f"[{done}/{total}] {run.name}: test ndcg@10 {test.get('ndcg@10', float('nan')):.4f} "
-                f"in {fmt_seconds(seconds)}; ETA {fmt_seconds(eta)}"
+                f"in {fmt_seconds(seconds)}{' (resumed)' if resume else ''}; "
+                f"ETA {fmt_seconds(eta)}"
             )
             display.update("", eta, advance=1)
     finally:
