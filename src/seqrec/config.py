@@ -110,7 +110,7 @@ class TrainConfig:
 class EvalConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20)
     mask_history: bool = True  # remove the user's history (but never the target) from the ranking
-    batch_size: int = 512  # users per scoring block; results do not depend on it
+    batch_size: int = 1024  # users per encoded block; results do not depend on it
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +108,25 @@ def _check_inputs(eval_set: EvalSet, n_items: int) -> None:
         )
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _in_threads(fn: Callable[[int, int], None], n: int) -> None:
+    """Run ``fn(lo, hi)`` over row ranges covering 0..n-1, one per torch thread (the CPU
+    comparisons are memory-bound numpy loops that release the GIL: two cores count twice as
+    fast). Small blocks run inline."""
+    global _POOL
+    workers = min(torch.get_num_threads(), max(1, n // 16))
+    if workers <= 1:
+        fn(0, n)
+        return
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seqrec-eval")
+    bounds = np.linspace(0, n, workers + 1).astype(int)
+    for job in [_POOL.submit(fn, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+        job.result()
+
+
 def _rank_block(
     hidden: Tensor,  # (b, d)
     item_table: Tensor,  # (C, d), items 1..C
@@ -134,9 +155,16 @@ def _rank_block(
         t = s[rows, target_cols][:, None]  # (b, 1), read from the same row
         if not np.isfinite(t).all():
             raise SeqrecError("evaluate: the model gave a target an infinite score")
-        greater = np.count_nonzero(np.greater(s, t, out=flags[:b]), axis=1)  # (b,)
-        ties = np.count_nonzero(np.equal(s, t, out=flags[:b]), axis=1) - 1  # target not a tie
-        return greater.astype(np.int64), ties.astype(np.int64)
+        greater = np.empty(b, dtype=np.int64)
+        ties = np.empty(b, dtype=np.int64)
+
+        def count(lo: int, hi: int) -> None:  # rows lo..hi-1; numpy releases the GIL here
+            part, ref, buf = s[lo:hi], t[lo:hi], flags[lo:hi]
+            greater[lo:hi] = np.count_nonzero(np.greater(part, ref, out=buf), axis=1)
+            ties[lo:hi] = np.count_nonzero(np.equal(part, ref, out=buf), axis=1) - 1  # not target
+
+        _in_threads(count, b)
+        return greater, ties
     dev = scores.device
     if mask is not None:
         scores[torch.from_numpy(mask[0]).to(dev), torch.from_numpy(mask[1]).to(dev)] = -torch.inf
