@@ -100,8 +100,11 @@ class CausalSelfAttention(nn.Module):
         """
         B, Lq, L = grid
         d, H = queries.shape[1], self.heads
-        k = _scatter_rows(self.k_proj(keys), index, B * L).view(B, L, d)  # (B, L, d)
-        v = _scatter_rows(self.v_proj(keys), index, B * L).view(B, L, d)  # (B, L, d)
+        # K and V projections in one matmul and one scatter (same input)
+        kv_weight = torch.cat([self.k_proj.weight, self.v_proj.weight])  # (2d, d)
+        kv_bias = torch.cat([self.k_proj.bias, self.v_proj.bias])  # (2d,)
+        kv = _scatter_rows(F.linear(keys, kv_weight, kv_bias), index, B * L)  # (B * L, 2d)
+        k, v = kv.view(B, L, 2 * d).split(d, dim=2)  # (B, L, d) each
         if sink:  # the zero key row of forward(): its projections are the biases
             k = torch.cat([self.k_proj.bias.expand(B, 1, d), k], dim=1)  # (B, L + 1, d)
             v = torch.cat([self.v_proj.bias.expand(B, 1, d), v], dim=1)  # (B, L + 1, d)
