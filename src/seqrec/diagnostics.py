@@ -96,10 +96,11 @@ def validation_diagnostics(
     try:
         with torch.no_grad():
             table = model.item_embeddings().float()  # (C + 1, d)
+            order = np.argsort(eval_set.inputs.lengths(), kind="stable")  # similar lengths
             for start in range(0, n, batch_size):
-                rows = np.arange(start, min(start + batch_size, n))
-                x = torch.from_numpy(left_pad(eval_set.inputs, rows, maxlen, trim=False))
-                hidden = model.encode(x)[:, -1, :].float()  # (b, d) last position
+                rows = order[start : start + batch_size]  # sums do not depend on the order
+                x = torch.from_numpy(left_pad(eval_set.inputs, rows, maxlen))  # trimmed
+                hidden = model.encode_last(x).float()  # (b, d) last position
                 ce, rank = ce_and_rank(
                     hidden, table, targets_all[rows], chunk_size=chunk_size
                 )  # (b,), (b,)
