@@ -108,22 +108,22 @@ def _check_inputs(eval_set: EvalSet, n_items: int) -> None:
         )
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # one reusable pool per worker count
 
 
 def _in_threads(fn: Callable[[int, int], None], n: int) -> None:
     """Run ``fn(lo, hi)`` over row ranges covering 0..n-1, one per torch thread (the CPU
     comparisons are memory-bound numpy loops that release the GIL: two cores count twice as
     fast). Small blocks run inline."""
-    global _POOL
     workers = min(torch.get_num_threads(), max(1, n // 16))
     if workers <= 1:
         fn(0, n)
         return
-    if _POOL is None or _POOL._max_workers < workers:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seqrec-eval")
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="seqrec-eval")
     bounds = np.linspace(0, n, workers + 1).astype(int)
-    for job in [_POOL.submit(fn, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+    for job in [pool.submit(fn, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
         job.result()
 
 

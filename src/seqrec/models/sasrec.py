@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from seqrec.config import ModelConfig
 from seqrec.errors import ConfigError, SeqrecError
-from seqrec.models.base import SequentialRecommender
+from seqrec.models.base import SequentialRecommender, real_positions
 from seqrec.models.dropout import FastDropout, dropout
 
 LN_EPS = 1e-8  # both reference implementations
@@ -369,7 +369,7 @@ class SASRec(SequentialRecommender):
         _check_items(items, self.maxlen)
         B, L = items.shape
         flat = items.reshape(-1)  # (B * L,)
-        index = flat.nonzero().squeeze(1)  # (T,) real cells, row-major
+        index = real_positions(items)  # (T,) real cells, row-major
         keep = (items != 0).unsqueeze(-1)  # (B, L, 1)
         col = index % L  # (T,)
         x = self.item_emb(flat[index]) * math.sqrt(self.dim)  # (T, d)
