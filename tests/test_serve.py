@@ -157,15 +157,21 @@ def test_other_4xx(client: TestClient) -> None:
     assert resp.status_code == 413 and "larger than" in resp.json()["message"]
 
 
-def test_unexpected_errors_are_a_logged_500_without_internals(
-    rec: Recommender, caplog: pytest.LogCaptureFixture
-) -> None:
+def failing_recommender(rec: Recommender) -> Recommender:
+    """A copy of ``rec`` whose every recommend call raises an internal error."""
     broken = Recommender(rec.model, rec.vocab, maxlen=rec.maxlen)
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
     broken.recommend = boom  # type: ignore[method-assign]
+    return broken
+
+
+def test_unexpected_errors_are_a_logged_500_without_internals(
+    rec: Recommender, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = failing_recommender(rec)
     c = TestClient(create_app(broken), raise_server_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="seqrec.serve"):
         resp = c.post("/recommend", json={"history": ["sku-10"]})
@@ -295,12 +301,7 @@ def test_concurrent_requests_are_batched_with_unchanged_answers(
 def test_a_failing_model_call_fails_each_request_of_the_batch_with_a_500(
     rec: Recommender, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broken = Recommender(rec.model, rec.vocab, maxlen=rec.maxlen)
-
-    def boom(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("secret internal detail")
-
-    broken.recommend = boom  # type: ignore[method-assign]
+    broken = failing_recommender(rec)
     app = create_app(broken, batch_wait_ms=50)
     with caplog.at_level(logging.ERROR, logger="seqrec.serve"):
         responses = _concurrently(app, [{"history": ["sku-10"]}] * 4)

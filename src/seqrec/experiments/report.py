@@ -726,6 +726,21 @@ def latex_escape(text: str) -> str:
     return "".join(repl.get(c, c) for c in text)
 
 
+def _latex_table_head(
+    caption: str, label_spec: str, labels: list[str], metrics: Sequence[str]
+) -> list[str]:
+    """Opening lines of a booktabs table: caption, label columns, one centred column per metric."""
+    return [
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{caption}}}",
+        "\\begin{tabular}{" + label_spec + "c" * len(metrics) + "}",
+        "\\toprule",
+        " & ".join([*labels, *(_name(k) for k in metrics)]) + " \\\\",
+        "\\midrule",
+    ]
+
+
 def render_latex(
     summaries: Sequence[Summary],
     metrics: Sequence[str],
@@ -751,15 +766,7 @@ def render_latex(
                 f"; $^\\dagger$ $p<{ALPHA}$ in a paired t-test over seeds against "
                 f"{latex_escape(baseline)}"
             )
-        out += [
-            "\\begin{table}[t]",
-            "\\centering",
-            f"\\caption{{{caption}.}}",
-            "\\begin{tabular}{lr" + "c" * len(metrics) + "}",
-            "\\toprule",
-            "Method & Seeds & " + " & ".join(_name(k) for k in metrics) + " \\\\",
-            "\\midrule",
-        ]
+        out += _latex_table_head(f"{caption}.", "lr", ["Method", "Seeds"], metrics)
         for s in rows:
             cells = [latex_escape(s.method), str(len(s.seeds))]
             for k in metrics:
@@ -775,16 +782,11 @@ def render_latex(
     if comparisons:
         cmp_metrics = [k for k in REPORT_METRICS if any(k in c.paper for c in comparisons)]
         source = latex_escape(SOURCES.get(comparisons[0].row.source, comparisons[0].row.source))
-        out += [
-            "\\begin{table}[t]",
-            "\\centering",
-            f"\\caption{{Ours (mean over seeds) against {source}: ours / paper; "
-            f"$^\\ddagger$ gap above {GAP_FLAG_PCT:g}\\%.}}",
-            "\\begin{tabular}{ll" + "c" * len(cmp_metrics) + "}",
-            "\\toprule",
-            "Dataset & Method & " + " & ".join(_name(k) for k in cmp_metrics) + " \\\\",
-            "\\midrule",
-        ]
+        caption = (
+            f"Ours (mean over seeds) against {source}: ours / paper; "
+            f"$^\\ddagger$ gap above {GAP_FLAG_PCT:g}\\%."
+        )
+        out += _latex_table_head(caption, "ll", ["Dataset", "Method"], cmp_metrics)
         for c in comparisons:
             cells = [latex_escape(c.dataset), latex_escape(c.method)]
             for k in cmp_metrics:
