@@ -283,3 +283,31 @@ def test_large_finite_scores_are_not_nan() -> None:
     es = make_eval_set([[3]], [1], n_items=3)
     res = evaluate(model, es, maxlen=2, ks=(1,))
     assert (int(res.greater[0]), int(res.ties[0])) == (0, 1)
+
+
+class WideModel(SequentialRecommender):
+    """dim 2 with a fixed hidden state, so products can overflow within one dot product."""
+
+    def __init__(self, hidden: list[float], table: list[list[float]]):
+        super().__init__()
+        self.n_items, self.dim = len(table), 2
+        self.hidden = torch.tensor(hidden)
+        self.table = nn.Parameter(torch.tensor([[0.0, 0.0], *table]))
+
+    def encode(self, items: Tensor) -> Tensor:
+        return self.hidden.expand(*items.shape, 2)
+
+    def item_embeddings(self) -> Tensor:
+        return self.table
+
+
+def test_nan_from_overflowing_products_is_caught() -> None:
+    """Finite inputs whose products overflow to +inf and -inf give a NaN score (inf - inf);
+    the cheap bound on the (b, d) side must send such blocks to the exact NaN check."""
+    es = make_eval_set([[1]], [1], n_items=2)
+    model = WideModel([1e30, 1e30], [[1.0, 1.0], [1e30, -1e30]])  # item 2: inf + (-inf)
+    with pytest.raises(SeqrecError, match="NaN"):
+        evaluate(model, es, maxlen=2)
+    fine = WideModel([1e10, 1e10], [[1.0, 1.0], [1e10, -1e10]])  # big but exact: no NaN
+    res = evaluate(fine, es, maxlen=2, ks=(1,))
+    assert (int(res.greater[0]), int(res.ties[0])) == (0, 0)  # 2e10 against 0

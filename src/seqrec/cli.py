@@ -207,7 +207,11 @@ def train(
         float | None, typer.Option(help="popularity pool: q(item) ∝ count^power (1).")
     ] = None,
     ce_impl: Annotated[
-        str | None, typer.Option(help="ce: auto, torch (fused) or chunked (own autograd).")
+        str | None,
+        typer.Option(
+            help="ce: auto (= fused), fused (own, gradients in the forward pass, fastest), "
+            "torch (F.linear_cross_entropy) or chunked (item chunks, least memory)."
+        ),
     ] = None,
     ce_chunk_size: Annotated[
         int | None, typer.Option(help="ce with --ce-impl chunked: items per chunk (2048).")

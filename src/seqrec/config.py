@@ -21,7 +21,7 @@ POSITIONS = ("all", "last")
 POOLS = ("all", "not-target", "not-history", "in-batch", "popularity", "shared")
 #: pools whose proposal q is known in closed form, so sampled-softmax can apply logQ
 LOGQ_POOLS = ("all", "not-target", "popularity", "shared")
-CE_IMPLS = ("auto", "torch", "chunked")
+CE_IMPLS = ("auto", "fused", "torch", "chunked")
 RESIDUALS = ("query", "input")
 PADDING_KEYS = ("masked", "attend")
 INITS = ("xavier", "freerec")
@@ -83,7 +83,7 @@ class LossConfig:
     logq: bool = False  # sampled-softmax: subtract log(K q(item)) from negatives
     bpr_max_reg: float = 0.0  # bpr-max: score regularisation (Hidasi & Karatzoglou 2018)
     popularity_power: float = 1.0  # popularity pool: q(item) ∝ count^power
-    ce_impl: str = "auto"  # ce: auto | torch (fused linear+CE, torch>=2.13) | chunked (item chunks)
+    ce_impl: str = "auto"  # ce: auto (= fused) | fused | torch (torch>=2.13) | chunked
     ce_chunk_size: int = 2048  # ce with impl=chunked: items per chunk
     # rece (Gusak et al. 2024); None = the authors' rule n_b = ⌊√(4 (1 + 2e) min(C, N))⌋
     rece_buckets: int | None = None  # LSH buckets n_b

@@ -127,41 +127,80 @@ def _in_threads(fn: Callable[[int, int], None], n: int) -> None:
         job.result()
 
 
+COUNT_ROWS = 64  # rows per compare-and-count slice: its flags stay in the core's cache
+
+
+def _flag_buffer(rows: int, c: int) -> np.ndarray:
+    """bool (rows, C rounded up to a multiple of 8), all False: the padding stays False."""
+    return np.zeros((rows, -(-c // 8) * 8), dtype=bool)
+
+
+def _count_rows(
+    compare: np.ufunc, scores: np.ndarray, ref: np.ndarray, flags: np.ndarray
+) -> np.ndarray:
+    """int64[z]: per row, how many ``compare(scores, ref)`` hold; scores (z, C), ref (z, 1),
+    flags a :func:`_flag_buffer` of at least z rows.
+
+    The comparison writes one byte (0 or 1) per score into the row buffer, padded to a
+    multiple of 8 bytes; viewed as uint64 words, each word's popcount is its number of true
+    bytes, so a row's count is a sum over C / 8 popcounts (~3x faster than
+    ``np.count_nonzero(axis=1)``).
+    """
+    z, c = scores.shape
+    compare(scores, ref, out=flags[:z, :c])
+    words = flags[:z].view(np.uint64)  # (z, C / 8)
+    return np.add.reduce(np.bitwise_count(words), axis=1, dtype=np.int64)
+
+
+def _scores_may_be_nan(hidden: Tensor, item_table: Tensor) -> bool:
+    """False when no score of ``hidden @ item_tableᵀ`` can be NaN: all inputs finite and
+    every dot product bounded by max|h| · max|e| · d well inside float range (checked on the
+    small (b, d) side instead of the (b, C) scores)."""
+    h_max = float(hidden.abs().max()) if hidden.numel() else 0.0
+    e_max = float(item_table.abs().max()) if item_table.numel() else 0.0
+    bound = h_max * e_max * hidden.shape[1]
+    return not bound < 1e30  # also true when either max is inf or nan
+
+
 def _rank_block(
     hidden: Tensor,  # (b, d)
     item_table: Tensor,  # (C, d), items 1..C
     target_cols: np.ndarray,  # (b,) int64, target - 1
     mask: tuple[np.ndarray, np.ndarray] | None,  # (rows, cols) of history cells to mask
     out: Tensor,  # (>= b, C) reused score buffer, same dtype and device as item_table
-    flags: np.ndarray | None,  # (>= b, C) reused bool buffer (CPU only)
+    numpy_compare: bool,  # CPU: count in numpy
 ) -> tuple[np.ndarray, np.ndarray]:
     """(greater, ties) int64[b] for one score block of b rows.
 
-    On CPU the comparisons run in numpy on reused buffers (~10x faster than torch's
-    compare-then-sum here); elsewhere they stay in torch on the device.
+    On CPU the comparisons run in numpy, on slices of COUNT_ROWS rows counted by popcount
+    (:func:`_count_rows`; ~10x faster than torch's compare-then-sum here, whose bool sum is
+    slow); elsewhere they stay in torch on the device.
     """
     b = hidden.shape[0]
     scores = torch.matmul(hidden, item_table.T, out=out[:b])  # (b, C)
-    if not torch.isfinite(scores.sum()) and torch.isnan(scores).any():  # cheap check first
+    if _scores_may_be_nan(hidden, item_table) and torch.isnan(scores).any():
         raise SeqrecError(
             "evaluate: the model produced NaN scores; the model has diverged "
             "(check the training loss and learning rate)"
         )
     rows = np.arange(b)
-    if flags is not None:  # CPU: numpy view of the same memory
+    if numpy_compare:  # CPU: numpy view of the same memory
         s = scores.numpy()  # (b, C)
         if mask is not None:
             s[mask] = -np.inf
-        t = s[rows, target_cols][:, None]  # (b, 1), read from the same row
+        t = s[rows, target_cols]  # (b,), read from the same row
         if not np.isfinite(t).all():
             raise SeqrecError("evaluate: the model gave a target an infinite score")
         greater = np.empty(b, dtype=np.int64)
         ties = np.empty(b, dtype=np.int64)
 
         def count(lo: int, hi: int) -> None:  # rows lo..hi-1; numpy releases the GIL here
-            part, ref, buf = s[lo:hi], t[lo:hi], flags[lo:hi]
-            greater[lo:hi] = np.count_nonzero(np.greater(part, ref, out=buf), axis=1)
-            ties[lo:hi] = np.count_nonzero(np.equal(part, ref, out=buf), axis=1) - 1  # not target
+            flags = _flag_buffer(min(COUNT_ROWS, hi - lo), s.shape[1])
+            for a in range(lo, hi, COUNT_ROWS):
+                z = min(COUNT_ROWS, hi - a)
+                part, ref = s[a : a + z], t[a : a + z, None]  # (z, C), (z, 1)
+                greater[a : a + z] = _count_rows(np.greater, part, ref, flags)
+                ties[a : a + z] = _count_rows(np.equal, part, ref, flags) - 1  # not the target
 
         _in_threads(count, b)
         return greater, ties
@@ -242,9 +281,7 @@ def evaluate(
             targets = np.asarray(eval_set.targets, dtype=np.int64)
             rows_per_score = min(max(1, score_budget // n_items), batch_size, n)
             out = torch.empty(rows_per_score, n_items, dtype=dtype, device=device)  # reused
-            flags = None
-            if device.type == "cpu" and not _force_torch_compare:
-                flags = np.empty((rows_per_score, n_items), dtype=bool)
+            numpy_compare = device.type == "cpu" and not _force_torch_compare
             if progress:
                 from tqdm.auto import tqdm
 
@@ -269,7 +306,7 @@ def evaluate(
                         mask = _history_cells(eval_set.inputs, part, targets[part])
                     h = hidden[sub : sub + len(part)]  # (b, d)
                     greater[part], ties[part] = _rank_block(
-                        h, item_table, targets[part] - 1, mask, out, flags
+                        h, item_table, targets[part] - 1, mask, out, numpy_compare
                     )
                 if bar is not None:
                     bar.update(len(rows))

@@ -108,6 +108,19 @@ def encode_batch(
     return torch.cat(hs), torch.cat(ts), torch.cat(rows)
 
 
+def make_adam(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
+    """Adam with the run's settings, as torch's fused kernel where this build has it (one pass
+    over each parameter instead of a dozen small ops: 0.31 -> 0.09 s per Beauty epoch here).
+    The fused update is the same algorithm; its rounding differs in the last bits."""
+    kwargs: dict[str, Any] = dict(
+        lr=cfg.train.lr, betas=(0.9, cfg.train.adam_beta2), weight_decay=cfg.train.weight_decay
+    )
+    try:
+        return torch.optim.Adam(model.parameters(), fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # a build without the fused CPU kernel
+        return torch.optim.Adam(model.parameters(), **kwargs)
+
+
 def item_counts(split: Split) -> np.ndarray:
     """int64[C + 1]: how often each item occurs in training (row 0 = padding = 0)."""
     return np.bincount(split.train.items, minlength=split.train.n_items + 1).astype(np.int64)
@@ -275,12 +288,7 @@ def _fit(
 
     model = build_model(cfg.model, n_items)
     loss_fn = build_loss(cfg.loss, n_items, item_counts=counts)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=cfg.train.lr,
-        betas=(0.9, cfg.train.adam_beta2),
-        weight_decay=cfg.train.weight_decay,
-    )
+    optimizer = make_adam(model, cfg)
     rng = np.random.default_rng(cfg.train.seed)
     generator = torch.Generator().manual_seed(cfg.train.seed + 1)
 

@@ -17,6 +17,7 @@ from seqrec.losses.softmax import (
     SCELoss,
     chunked_cross_entropy,
     chunked_logsumexp,
+    fused_cross_entropy,
 )
 
 from . import helpers
@@ -281,3 +282,87 @@ def test_logq_needs_a_closed_form_proposal():
     with pytest.raises(ConfigError, match="closed form"):
         SampledSoftmaxLoss(9, negatives=2, pool="not-history", logq=True)
     assert SampledSoftmaxLoss(9, negatives=2, pool="in-batch").log_kq.shape == (9,)
+
+
+# ---- row-fused exact CE (the default ce path) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "d", "rows"),
+    [
+        (37, 101, 8, 16),  # rows do not divide N
+        (1, 50, 5, 7),  # a single row
+        (23, 10, 4, 64),  # fewer rows than one block
+        (64, 257, 16, 1),  # degenerate 1-row blocks
+        (50, 333, 32, 128),
+    ],
+)
+def test_fused_ce_matches_naive_value_and_gradients(n, c, d, rows):
+    hidden, table, targets = _case(n, c, d)
+    ref = _value_and_grads(_naive, hidden, table, targets)
+    got = _value_and_grads(
+        lambda h, w, t: fused_cross_entropy(h, w, t, rows=rows), hidden, table, targets
+    )
+    for r, x in zip(ref, got, strict=True):
+        torch.testing.assert_close(x, r, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_ce_large_logits_stay_exact():
+    """Target logits far below a row's max (exp(logit - target) overflows float32): those rows
+    are recomputed with their max as the shift; compared with a float64 reference."""
+    hidden, table, targets = _case(40, 90, 6, scale=12.0, seed=3)
+    ref = _value_and_grads(_naive, hidden.double(), table.double(), targets)
+    got = _value_and_grads(
+        lambda h, w, t: fused_cross_entropy(h, w, t, rows=7), hidden, table, targets
+    )
+    assert ref[0] > 100  # the case is genuinely extreme
+    for r, x in zip(ref, got, strict=True):
+        assert torch.isfinite(x).all()
+        torch.testing.assert_close(x.double(), r, rtol=1e-5, atol=5e-4)
+
+
+def test_fused_ce_gradcheck_float64_and_scaled_upstream_gradient():
+    hidden, table, targets = _case(5, 7, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda h, w: fused_cross_entropy(h, w, targets, rows=2), (hidden, table)
+    )
+    # the stored gradients are scaled by the incoming one (loss used inside a bigger graph)
+    h = hidden.detach().clone().requires_grad_()
+    (3.0 * fused_cross_entropy(h, table.detach(), targets, rows=3)).backward()
+    h_ref = hidden.detach().clone().requires_grad_()
+    (3.0 * _naive(h_ref, table.detach(), targets)).backward()
+    torch.testing.assert_close(h.grad, h_ref.grad)
+
+
+def test_fused_ce_one_sided_gradients_and_no_grad():
+    hidden, table, targets = _case(9, 13, 4, seed=5)
+    w = table.detach().clone().requires_grad_()
+    fused_cross_entropy(hidden.detach(), w, targets, rows=4).backward()
+    w_ref = table.detach().clone().requires_grad_()
+    _naive(hidden.detach(), w_ref, targets).backward()
+    torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-5, atol=1e-6)
+    assert torch.count_nonzero(w.grad[0]) == 0  # padding row
+    with torch.no_grad():
+        value = fused_cross_entropy(hidden, table, targets)
+    assert not value.requires_grad
+    torch.testing.assert_close(value, _naive(hidden, table, targets).detach())
+
+
+def test_fused_rows_keep_the_block_bounded():
+    from seqrec.losses.softmax import FUSED_BLOCK_ELEMENTS, FUSED_ROWS, fused_rows
+
+    assert fused_rows(12_101) == FUSED_ROWS
+    assert fused_rows(1_000_000) * 1_000_000 <= FUSED_BLOCK_ELEMENTS
+    assert fused_rows(10**9) == 1
+
+
+def test_every_ce_impl_gives_the_same_value_and_gradients():
+    hidden, table, targets = _case(70, 55, 8, seed=2)
+    ref = _value_and_grads(_naive, hidden, table, targets)
+    impls = ["fused", "chunked"] + (["torch"] if hasattr(F, "linear_cross_entropy") else [])
+    for impl in impls:
+        loss = ChunkedCE(impl=impl, chunk_size=9, torch_rows=16)
+        got = _value_and_grads(lambda h, w, t, f=loss: f(h, t, w), hidden, table, targets)
+        for r, x in zip(ref, got, strict=True):
+            torch.testing.assert_close(x, r, rtol=1e-5, atol=1e-6)
+    assert ChunkedCE().impl == "fused"

@@ -10,7 +10,7 @@ import torch
 
 from seqrec.config import ModelConfig
 from seqrec.errors import ConfigError, SeqrecError
-from seqrec.models import SASRec, build_model
+from seqrec.models import SASRec, build_model, sasrec
 
 
 @pytest.fixture(autouse=True)
@@ -233,9 +233,17 @@ def test_packed_paths_equal_padded_encode(residual: str, padding_keys: str, laye
     ref = model.encode(x)  # (B, L, d)
     hidden, index = model.encode_real(x)
     torch.testing.assert_close(hidden, ref.reshape(-1, 8)[index], rtol=1e-12, atol=1e-12)
-    nonempty = x[x[:, -1] > 0]
+    nonempty = x[x[:, -1] > 0]  # 23 of 45 cells real: packed
     torch.testing.assert_close(
         model.encode_last(nonempty), model.encode(nonempty)[:, -1], rtol=1e-12, atol=1e-12
+    )
+    # nearly full rows, as in length-sorted ranking blocks: computed on the whole grid
+    dense = torch.randint(1, 31, (5, 9))
+    dense[1, :2] = 0
+    dense[3, :1] = 0
+    assert (dense > 0).float().mean() >= sasrec.DENSE_FILL
+    torch.testing.assert_close(
+        model.encode_last(dense), model.encode(dense)[:, -1], rtol=1e-12, atol=1e-12
     )
 
 

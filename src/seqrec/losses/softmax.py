@@ -13,10 +13,11 @@ The naive PyTorch equivalent (``ce-naive``, the reference every fast path is tes
 
 ``ce`` computes the same number and the same gradients without ever holding the N × C logits
 (at 100k items that block costs gigabytes, at 1M it does not fit; DESIGN §7): by default
-through torch's fused ``F.linear_cross_entropy`` in row chunks (fastest measured here), or with
-``impl="chunked"`` through :func:`chunked_cross_entropy`, whose forward pass streams over item
-chunks keeping a running shift m and sum s per row (log-sum-exp) and whose backward pass
-recomputes each chunk's logits.
+through :func:`fused_cross_entropy`, which computes the gradients block of rows by block of
+rows in the forward pass (fastest measured here); with ``impl="torch"`` through torch's
+``F.linear_cross_entropy`` (the same scheme); with ``impl="chunked"`` through
+:func:`chunked_cross_entropy`, whose forward pass streams over item chunks keeping a running
+shift m and sum s per row (log-sum-exp) and whose backward pass recomputes each chunk's logits.
 
 ``sampled-softmax`` and ``sce`` (Xu et al. 2024) are the cheap sampled approximations.
 """
@@ -40,8 +41,9 @@ from seqrec.losses.sampled import SampledLoss
 #: the (N, chunk) float32 block stays a few tens of MiB at N = 12,800
 DEFAULT_CHUNK = 2048
 
-#: the fastest exact path measured here (see ChunkedCE); the own one when torch lacks it
-DEFAULT_IMPL = "torch" if hasattr(F, "linear_cross_entropy") else "chunked"
+#: the exact paths of ``ce`` (see ChunkedCE); "fused" was the fastest measured here
+IMPLS = ("fused", "torch", "chunked")
+DEFAULT_IMPL = "fused"
 
 # a per-chunk sum of exp(logit - m) above this means the running shift m is too small for that
 # row: the chunk is recomputed for those rows with an exact max; keeps every float finite
@@ -177,22 +179,143 @@ def chunked_cross_entropy(
     return _ChunkedCrossEntropy.apply(hidden, item_table, targets, chunk_size)
 
 
+#: row block of the row-fused CE: rows x C float32 logits, capped so the block stays near
+#: 64 MiB at large C (128 rows at Beauty's 12k items, 16 at 1M)
+FUSED_ROWS = 128
+FUSED_BLOCK_ELEMENTS = 1 << 24
+
+
+def fused_rows(n_items: int) -> int:
+    """Rows per block of the row-fused CE for a catalogue of ``n_items``."""
+    return max(1, min(FUSED_ROWS, FUSED_BLOCK_ELEMENTS // max(n_items, 1)))
+
+
+def _softmax_block(
+    hidden: Tensor, weight: Tensor, shift: Tensor, out: Tensor
+) -> tuple[Tensor, Tensor]:
+    """exp(hidden · weightᵀ - shift) into ``out`` and its row sums, overflow-safe.
+
+    hidden: (r, d); weight: (C, d); shift: (r,), the target logits (each row's sum then holds
+    exp(0) = 1, so it never underflows); out: (r, C). Rows whose sum would overflow float32 are
+    recomputed with their exact max as the shift. Returns (row sums (r,), shifts used (r,)).
+    """
+    torch.addmm((-shift).unsqueeze(1), hidden, weight.T, out=out)  # (r, C) logit - shift
+    out.exp_()
+    z = out.sum(1)  # (r,)
+    bad = ~(z < _RESCALE)  # overflow, inf or nan
+    if bad.any():
+        rows = bad.nonzero().squeeze(1)  # (b,)
+        logits = hidden[rows] @ weight.T  # (b, C)
+        top = logits.amax(1)  # (b,)
+        out[rows] = torch.exp(logits - top.unsqueeze(1))
+        shift = shift.clone()
+        shift[rows] = top
+        z[rows] = out[rows].sum(1)
+    return z, shift
+
+
+class _RowFusedCrossEntropy(torch.autograd.Function):
+    """Exact mean CE whose gradients are computed in the forward pass, block of rows by block
+    of rows: per block one logits matmul, one exp, and the two gradient matmuls, so the logits
+    are computed once (the item-chunked path computes them twice). Backward only scales the
+    stored gradients by the incoming one. See :func:`fused_cross_entropy`."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: Tensor,
+        item_table: Tensor,
+        targets: Tensor,
+        rows: int,
+    ) -> Tensor:
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dt = _compute_dtype(hidden.dtype)
+        h = hidden.to(dt)  # (N, d)
+        table = item_table.to(dt)  # (C + 1, d)
+        weight = table[1:]  # (C, d)
+        n, c = h.shape[0], weight.shape[0]
+        pos = (h * table[targets]).sum(1)  # (N,) target logits
+        lse = torch.empty_like(pos)  # (N,)
+        grad_h = torch.empty_like(h) if need_h else None  # (N, d): Σ_j p_ij w_j
+        # Σ_i p_ij h_i accumulated transposed, (d, C): a contiguous left operand is faster
+        grad_wt = torch.zeros(h.shape[1], c, dtype=dt) if need_w else None
+        buf = torch.empty(min(rows, n) * c, dtype=dt)
+        for start in range(0, n, rows):
+            hr = h[start : start + rows]  # (r, d)
+            p = _chunk_view(buf, hr.shape[0], c)  # (r, C)
+            z, shift = _softmax_block(hr, weight, pos[start : start + rows], p)
+            lse[start : start + rows] = shift + torch.log(z)
+            if need_h or need_w:
+                p.mul_(z.reciprocal().unsqueeze(1))  # softmax probabilities
+                if grad_h is not None:
+                    torch.mm(p, weight, out=grad_h[start : start + rows])
+                if grad_wt is not None:
+                    grad_wt.addmm_(hr.T, p)
+        del buf
+        # the one-hot part and the 1/N of the mean: d/dh_i -= w_{t_i}, d/dw_{t_i} -= h_i
+        saved_h = saved_w = None
+        if grad_h is not None:
+            saved_h = ((grad_h - table[targets]) / n).to(hidden.dtype)
+        if grad_wt is not None:
+            grad_table = torch.zeros_like(table)  # (C + 1, d), row 0 stays 0
+            grad_table[1:] = grad_wt.T
+            del grad_wt
+            grad_table.index_add_(0, targets, h, alpha=-1)
+            saved_w = (grad_table / n).to(item_table.dtype)
+        ctx.saved = (saved_h, saved_w)
+        return (lse - pos).mean().to(hidden.dtype)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_output: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None, None]:
+        saved_h, saved_w = ctx.saved
+        gh = saved_h * grad_output if saved_h is not None else None
+        gw = saved_w * grad_output if saved_w is not None else None
+        return gh, gw, None, None
+
+
+def fused_cross_entropy(
+    hidden: Tensor, item_table: Tensor, targets: Tensor, *, rows: int | None = None
+) -> Tensor:
+    """Exact mean full-softmax CE, gradients computed during the forward pass (row-fused).
+
+    hidden: (N, d); item_table: (C + 1, d), row 0 = padding (never a candidate, zero gradient);
+    targets: (N,) in 1..C. Equal in value and gradient to
+    ``F.cross_entropy(hidden @ item_table[1:].T, targets - 1)``.
+
+    For each block of r rows: L = h_r Wᵀ - s⁺ (shifted by the target logits), P = exp(L) / Σ,
+    lse = s⁺ + log Σ, ∂/∂h_r = P W - W[t], ∂/∂W += Pᵀ h_r (and -h_i at row t_i), all / N.
+    Three matmuls and one exp per logit, against four and two for the item-chunked path.
+    Extra memory: one (r, C) block plus the (N, d) and (C + 1, d) gradients; ``rows``
+    defaults to :func:`fused_rows`.
+    """
+    n_rows = rows if rows is not None else fused_rows(item_table.shape[0] - 1)
+    if n_rows < 1:
+        raise ConfigError(f"rows must be >= 1, got {n_rows}")
+    if not torch.is_grad_enabled():  # no graph: skip the gradient matmuls
+        hidden, item_table = hidden.detach(), item_table.detach()
+    return _RowFusedCrossEntropy.apply(hidden, item_table, targets, n_rows)
+
+
 class ChunkedCE(SequenceLoss):
-    """``ce``: exact full-softmax cross-entropy, computed in item chunks (memory-efficient).
+    """``ce``: exact full-softmax cross-entropy without the (N, C) logits (memory-efficient).
 
     ``cce`` is not a separate loss: it is ``ce`` at every position (``positions="all"``), a
     choice the trainer makes.
 
     Args:
-        chunk_size: items per chunk of the own implementation.
-        impl: "torch" (``F.linear_cross_entropy`` in row chunks of ``torch_rows``, gradients
-            computed during the forward pass; the default when torch >= 2.13 provides it) or
-            "chunked" (own item-chunked autograd function, :func:`chunked_cross_entropy`).
-            Both equal ``ce-naive`` in value and gradient (tested). Measured here, one training
-            step at N = 12,800, d = 64, C = 12,101 (2 shared cores, best of 4, interleaved):
-            torch 0.83-0.87 s, own 1.02 s, because the own path recomputes the logits in backward
-            (4 matmuls against 3). The own path holds less memory at very large C (an (N, chunk)
-            block against a (torch_rows, C) one), so pick "chunked" when memory binds.
+        chunk_size: items per chunk of ``impl="chunked"``.
+        impl: three exact paths, all equal to ``ce-naive`` in value and gradient (tested):
+            "fused" (the default): own row-fused autograd function, :func:`fused_cross_entropy`:
+            gradients are computed in the forward pass, block of rows by block of rows (3
+            matmuls, 1 exp per logit); "torch": torch's ``F.linear_cross_entropy`` (torch >=
+            2.13) in row chunks of ``torch_rows``, the same scheme; "chunked": own item-chunked
+            function, :func:`chunked_cross_entropy`, which recomputes the logits in backward (4
+            matmuls, 2 exps) but holds the least memory at very large C (an (N, chunk) block
+            and no (C, d) gradient buffer beyond the table's own), so pick it when memory binds.
+            A Beauty SASRec epoch (N ~ 2,900 per batch, d = 64, C = 12,101, 2 threads, idle):
+            fused about 15% faster than torch (benchmarks/results/speed_vs_recbole.md).
         torch_rows: row-chunk size for impl="torch"; 256 was the fastest measured at 12k-1M
             items (DESIGN §7), while torch's automatic choice is pathological for d = 64.
     """
@@ -205,8 +328,8 @@ class ChunkedCE(SequenceLoss):
         super().__init__()
         if chunk_size < 1 or torch_rows < 1:
             raise ConfigError(f"ce chunk sizes must be >= 1, got {chunk_size} and {torch_rows}")
-        if impl not in ("chunked", "torch"):
-            raise ConfigError(f"ce impl must be 'chunked' or 'torch', got '{impl}'")
+        if impl not in IMPLS:
+            raise ConfigError(f"ce impl must be one of {', '.join(IMPLS)}, got '{impl}'")
         if impl == "torch" and not hasattr(F, "linear_cross_entropy"):
             raise ConfigError("ce impl='torch' needs torch >= 2.13 (F.linear_cross_entropy)")
         self.chunk_size = chunk_size
@@ -234,6 +357,8 @@ class ChunkedCE(SequenceLoss):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         check_inputs(hidden, targets, item_table)
+        if self.impl == "fused":
+            return fused_cross_entropy(hidden, item_table, targets)
         if self.impl == "torch":
             options = torch.nn.LinearCrossEntropyOptions(batch_chunk_size=self.torch_rows)
             return F.linear_cross_entropy(hidden, item_table[1:], targets - 1, options=options)

@@ -48,6 +48,10 @@ from seqrec.models.dropout import FastDropout, dropout
 
 LN_EPS = 1e-8  # both reference implementations
 
+#: encode_last computes the whole (B, L) grid, padding included, when at least this share of
+#: its cells is real (length-sorted ranking blocks), instead of packing the real ones
+DENSE_FILL = 0.75
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head attention with separate query and key/value inputs (SASRec: Q = LN(x), K = V = x)."""
@@ -82,9 +86,9 @@ class CausalSelfAttention(nn.Module):
     def forward_packed(
         self,
         queries: Tensor,
-        query_index: Tensor,
+        query_index: Tensor | None,
         keys: Tensor,
-        index: Tensor,
+        index: Tensor | None,
         grid: tuple[int, int, int],
         allowed: Tensor,
         sink: bool,
@@ -96,7 +100,8 @@ class CausalSelfAttention(nn.Module):
         :meth:`forward` restricted to the Lq query columns. Only attention itself runs on the
         padded grid (padding keys are masked, so their zero fill never matters); projections run
         on real positions only. With ``sink`` the leading all-zero key row of :meth:`forward`
-        becomes the projection biases. Returns (Tq, d).
+        becomes the projection biases. An index of None means every cell of its grid, in
+        order (the dense case: nothing to scatter or gather). Returns (Tq, d).
         """
         B, Lq, L = grid
         d, H = queries.shape[1], self.heads
@@ -115,7 +120,9 @@ class CausalSelfAttention(nn.Module):
 
         p = self.dropout if self.training else 0.0
         out = _attend(split(q), split(k), split(v), allowed, p)  # (B, H, Lq, d/H)
-        out = out.transpose(1, 2).reshape(B * Lq, d)[query_index]  # (Tq, d)
+        out = out.transpose(1, 2).reshape(B * Lq, d)  # (B * Lq, d)
+        if query_index is not None:
+            out = out[query_index]  # (Tq, d)
         return self.out_proj(out)  # (Tq, d)
 
 
@@ -137,8 +144,11 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, p: float) -> Tenso
     return weights @ v  # (B, H, Lq, d_h)
 
 
-def _scatter_rows(rows: Tensor, index: Tensor, n: int) -> Tensor:
-    """(n, d) zeros with ``rows`` (T, d) written at ``index`` (T,); differentiable."""
+def _scatter_rows(rows: Tensor, index: Tensor | None, n: int) -> Tensor:
+    """(n, d) zeros with ``rows`` (T, d) written at ``index`` (T,); differentiable.
+    ``index=None`` means rows already cover all n cells in order (returned as they are)."""
+    if index is None:
+        return rows
     return rows.new_zeros(n, rows.shape[1]).index_copy(0, index, rows)
 
 
@@ -179,15 +189,16 @@ class Block(nn.Module):
     def forward_packed(
         self,
         x: Tensor,
-        index: Tensor,
+        index: Tensor | None,
         shape: tuple[int, int],
         allowed: Tensor,
         sink: bool,
         last: Tensor | None = None,
     ) -> Tensor:
         """:meth:`forward` on real positions only: x (T, d) at flat cells ``index`` of the
-        (B, L) grid -> (T, d). With ``last`` (B,), the positions in x of each row's last column,
-        only those queries are computed -> (B, d) (enough for the final block when ranking)."""
+        (B, L) grid -> (T, d) (``index=None``: x covers the whole grid, padding included).
+        With ``last`` (B,), the positions in x of each row's last column, only those queries
+        are computed -> (B, d) (enough for the final block when ranking)."""
         B, L = shape
         q = self.attn_norm(x)  # (T, d)
         base = q if self.residual == "query" else x  # (T, d)
@@ -195,9 +206,8 @@ class Block(nn.Module):
             out = self.attn.forward_packed(q, index, x, index, (B, L, L), allowed, sink)
         else:
             q, base = q[last], base[last]  # (B, d)
-            rows = torch.arange(B, device=x.device)  # (B,): cell b of a (B, 1) grid
             mask = allowed[:, :, -1:, :]  # (B, 1, 1, L')
-            out = self.attn.forward_packed(q, rows, x, index, (B, 1, L), mask, sink)
+            out = self.attn.forward_packed(q, None, x, index, (B, 1, L), mask, sink)
         x = base + out  # (T, d) or (B, d)
         return self.ffn(self.ffn_norm(x))
 
@@ -371,21 +381,26 @@ class SASRec(SequentialRecommender):
         flat = items.reshape(-1)  # (B * L,)
         index = real_positions(items)  # (T,) real cells, row-major
         keep = (items != 0).unsqueeze(-1)  # (B, L, 1)
-        col = index % L  # (T,)
-        x = self.item_emb(flat[index]) * math.sqrt(self.dim)  # (T, d)
-        x = x + self.pos_emb(col + (self.maxlen - L))  # (T, d)
+        if last_only and (index.numel() == 0 or not bool(keep[:, -1, 0].all())):
+            raise SeqrecError("SASRec.encode_last: every row needs at least one item")
+        # ranking blocks are length-sorted, so nearly full: computing their few padding cells
+        # (masked as keys, never read) is cheaper than packing and scattering back
+        cells: Tensor | None = index
+        if last_only and index.numel() >= DENSE_FILL * B * L:
+            cells = None  # every cell of the grid
+        col = (index if cells is not None else torch.arange(B * L, device=items.device)) % L
+        x = self.item_emb(flat if cells is None else flat[cells]) * math.sqrt(self.dim)
+        x = x + self.pos_emb(col + (self.maxlen - L))  # (T, d), T = B * L when dense
         x = self.emb_dropout(x)  # (T, d)
 
         allowed = self._attention_mask(keep)
         sink = self.padding_keys == "attend"
         last = None
         if last_only:
-            if index.numel() == 0 or not bool(keep[:, -1, 0].all()):
-                raise SeqrecError("SASRec.encode_last: every row needs at least one item")
             last = (col == L - 1).nonzero().squeeze(1)  # (B,) each row's last cell, row order
         for i, block in enumerate(self.blocks):
             final = last_only and i == len(self.blocks) - 1
-            x = block.forward_packed(x, index, (B, L), allowed, sink, last if final else None)
+            x = block.forward_packed(x, cells, (B, L), allowed, sink, last if final else None)
         hidden = self.final_norm(x)  # (T, d) or (B, d)
         if last_only:
             return hidden, torch.arange(B, device=items.device) * L + (L - 1)
