@@ -210,6 +210,11 @@ def test_batch_size_and_budget_invariance(mask_history: bool) -> None:
         evaluate(model, es, maxlen=8, mask_history=mask_history, batch_size=64, score_budget=b)
         for b in (C, 3 * C + 5, 1)
     ]
+    # without the helper thread that ranks block k while block k + 1 is encoded
+    runs += [
+        evaluate(model, es, maxlen=8, mask_history=mask_history, batch_size=bs, pipeline=False)
+        for bs in (5, 64)
+    ]
     for r in runs:
         np.testing.assert_array_equal(r.greater, base.greater)
         np.testing.assert_array_equal(r.ties, base.ties)
@@ -311,3 +316,20 @@ def test_nan_from_overflowing_products_is_caught() -> None:
     fine = WideModel([1e10, 1e10], [[1.0, 1.0], [1e10, -1e10]])  # big but exact: no NaN
     res = evaluate(fine, es, maxlen=2, ks=(1,))
     assert (int(res.greater[0]), int(res.ties[0])) == (0, 0)  # 2e10 against 0
+
+
+def test_an_error_in_a_pipelined_block_surfaces() -> None:
+    """A NaN score in the second of several blocks (ranked on the helper thread) is raised."""
+
+    class NanAfter(FakeModel):
+        def encode(self, items: Tensor) -> Tensor:
+            hidden = super().encode(items)
+            if bool((items == 5).any()):  # the second block (examples 2 and 3)
+                hidden = hidden * float("nan")
+            return hidden
+
+    es = make_eval_set([[1], [2], [3], [5], [6]], [2, 3, 4, 6, 7], n_items=9)
+    with pytest.raises(SeqrecError, match="NaN"):
+        evaluate(NanAfter(9), es, maxlen=2, batch_size=2)
+    ok = evaluate(FakeModel(9), es, maxlen=2, batch_size=2)
+    assert ok.n_examples == 5

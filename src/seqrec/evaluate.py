@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +109,13 @@ def _check_inputs(eval_set: EvalSet, n_items: int) -> None:
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # one reusable pool per worker count
+_RANKER: list[ThreadPoolExecutor] = []  # the one helper thread that ranks encoded blocks
+
+
+def _ranker() -> ThreadPoolExecutor:
+    if not _RANKER:
+        _RANKER.append(ThreadPoolExecutor(1, thread_name_prefix="seqrec-rank"))
+    return _RANKER[0]
 
 
 def _in_threads(fn: Callable[[int, int], None], n: int) -> None:
@@ -226,6 +233,7 @@ def evaluate(
     per_example: bool = False,
     progress: bool = False,
     score_budget: int = SCORE_BUDGET,
+    pipeline: bool = True,
     _force_torch_compare: bool = False,
 ) -> EvalResult:
     """Rank every item of the catalogue for every example and return tie-aware metrics.
@@ -240,6 +248,8 @@ def evaluate(
         per_example: also return per-example metric values.
         progress: show a tqdm progress bar.
         score_budget: max floats held in one score block (rows x C); at least one row is scored.
+        pipeline: on CPU, rank each encoded block on a helper thread while the next block is
+            encoded (same numbers either way, tested).
         _force_torch_compare: tests only: use the on-device torch comparison path on CPU too.
 
     Naive equivalent (for a small catalogue)::
@@ -265,6 +275,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     bar = None
+    pending: Future[None] | None = None  # the block being ranked on the helper thread
     try:
         with torch.no_grad():
             table = model.item_embeddings()  # (C + 1, d)
@@ -289,6 +300,24 @@ def evaluate(
             greater = np.zeros(n, dtype=np.int64)  # in example order
             ties = np.zeros(n, dtype=np.int64)
             order = np.argsort(eval_set.inputs.lengths(), kind="stable")  # short histories first
+
+            def rank(rows: np.ndarray, hidden: Tensor) -> None:  # one encoded block
+                with torch.no_grad():  # grad mode is per thread
+                    for sub in range(0, len(rows), rows_per_score):
+                        part = rows[sub : sub + rows_per_score]
+                        mask = None
+                        if mask_history:
+                            mask = _history_cells(eval_set.inputs, part, targets[part])
+                        h = hidden[sub : sub + len(part)]  # (b, d)
+                        greater[part], ties[part] = _rank_block(
+                            h, item_table, targets[part] - 1, mask, out, numpy_compare
+                        )
+                if bar is not None:
+                    bar.update(len(rows))
+
+            # on CPU, block k is ranked on a helper thread while block k + 1 is encoded: the
+            # encoder's many small ops leave the cores idle part of the time
+            ranker = _ranker() if numpy_compare and pipeline else None
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]  # (b,) example indices
                 x = torch.from_numpy(left_pad(eval_set.inputs, rows, maxlen)).to(device)
@@ -299,19 +328,19 @@ def evaluate(
                         f"input {tuple(x.shape)}; expected (B, d)"
                     )
                 hidden = hidden.to(dtype)  # (b, d)
-                for sub in range(0, len(rows), rows_per_score):
-                    part = rows[sub : sub + rows_per_score]
-                    mask = None
-                    if mask_history:
-                        mask = _history_cells(eval_set.inputs, part, targets[part])
-                    h = hidden[sub : sub + len(part)]  # (b, d)
-                    greater[part], ties[part] = _rank_block(
-                        h, item_table, targets[part] - 1, mask, out, numpy_compare
-                    )
-                if bar is not None:
-                    bar.update(len(rows))
+                if ranker is None:
+                    rank(rows, hidden)
+                    continue
+                if pending is not None:
+                    pending.result()  # the previous block is done with the score buffer
+                pending = ranker.submit(rank, rows, hidden)
+            if pending is not None:
+                job, pending = pending, None
+                job.result()
             accumulator.update(greater, ties)
     finally:
+        if pending is not None:  # an error while encoding: let the helper finish first
+            pending.exception()
         if bar is not None:
             bar.close()
         model.train(was_training)
