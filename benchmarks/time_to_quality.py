@@ -40,6 +40,12 @@ RUNS = {
         0.057,
         "Xu et al.'s model and batch; lr 2e-3, validation every 2 epochs, patience 5",
     ),
+    "ml-1m-fast": (
+        "ml-1m-sasrec-ce-fast.toml",
+        45,
+        0.175,
+        "Xu et al.'s model and batch; lr 2e-3, validation every 2 epochs, patience 5",
+    ),
     "ml-1m-reference": (
         "ml-1m-sasrec-ce.toml",
         45,

@@ -22,9 +22,10 @@ def test_every_run_config_validates(name: str) -> None:
     assert cfg.loss.name == "ce" and cfg.loss.positions == "all"
 
 
-def test_fast_beauty_differs_from_the_reference_only_where_stated() -> None:
-    ref = load_toml(ttq.CONFIGS / "beauty-sasrec-ce.toml")
-    fast = load_toml(ttq.CONFIGS / "beauty-sasrec-ce-fast.toml")
+@pytest.mark.parametrize("dataset", ["beauty", "ml-1m"])
+def test_fast_configs_differ_from_the_reference_only_where_stated(dataset: str) -> None:
+    ref = load_toml(ttq.CONFIGS / f"{dataset}-sasrec-ce.toml")
+    fast = load_toml(ttq.CONFIGS / f"{dataset}-sasrec-ce-fast.toml")
     assert ref["model"] == fast["model"] and ref["loss"] == fast["loss"]
     changed = {k for k in ref["train"] if ref["train"][k] != fast["train"][k]}
     assert changed == {"lr", "eval_every", "patience"}
