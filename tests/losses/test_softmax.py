@@ -45,36 +45,45 @@ def _value_and_grads(fn, hidden, table, targets):
     return loss.detach(), h.grad, w.grad
 
 
+#: the two own exact paths, each with its block size (items per chunk / rows per block)
+EXACT = {
+    "chunked": lambda h, w, t, block: chunked_cross_entropy(h, w, t, chunk_size=block),
+    "fused": lambda h, w, t, block: fused_cross_entropy(h, w, t, rows=block),
+}
+
+
+@pytest.mark.parametrize("impl", sorted(EXACT))
 @pytest.mark.parametrize(
-    ("n", "c", "d", "chunk"),
+    ("n", "c", "d", "block"),
     [
-        (37, 101, 8, 16),  # chunk does not divide C
+        (37, 101, 8, 16),  # the block divides neither N nor C
         (1, 50, 5, 7),  # a single row
-        (23, 10, 4, 64),  # C smaller than one chunk
-        (64, 257, 16, 256),  # one full chunk plus a 1-item tail
-        (31, 300, 12, 1),  # degenerate 1-item chunks
+        (23, 10, 4, 64),  # C and N smaller than one block
+        (64, 257, 16, 256),  # one full item chunk plus a 1-item tail
+        (31, 300, 12, 1),  # degenerate 1-item chunks / 1-row blocks
+        (64, 257, 16, 1),
+        (50, 333, 32, 128),
         (50, 333, 32, 2048),
     ],
 )
-def test_chunked_ce_matches_naive_value_and_gradients(n, c, d, chunk):
+def test_exact_ce_matches_naive_value_and_gradients(impl, n, c, d, block):
     hidden, table, targets = _case(n, c, d)
     ref = _value_and_grads(_naive, hidden, table, targets)
-    got = _value_and_grads(
-        lambda h, w, t: chunked_cross_entropy(h, w, t, chunk_size=chunk), hidden, table, targets
-    )
+    got = _value_and_grads(lambda h, w, t: EXACT[impl](h, w, t, block), hidden, table, targets)
     for r, x in zip(ref, got, strict=True):
         torch.testing.assert_close(x, r, rtol=1e-5, atol=1e-6)
 
 
-def test_chunked_ce_large_logits_stay_exact():
+@pytest.mark.parametrize(("impl", "block"), [("chunked", 13), ("fused", 7)])
+def test_exact_ce_large_logits_stay_exact(impl, block):
     """Logits near ±1000 (far beyond exp's float32 range; the target is often not the max)
-    exercise the overflow rescaling. Compared with a float64 reference: at |logit| ~ 1000 the
-    float32 logits themselves carry ~1e-4 rounding, so that is the tolerance."""
+    exercise the overflow handling: the running rescale of the item-chunked path, the
+    recomputation with the row max of the row-fused one. Compared with a float64 reference:
+    at |logit| ~ 1000 the float32 logits themselves carry ~1e-4 rounding, so that is the
+    tolerance."""
     hidden, table, targets = _case(40, 90, 6, scale=12.0, seed=3)
     ref = _value_and_grads(_naive, hidden.double(), table.double(), targets)
-    got = _value_and_grads(
-        lambda h, w, t: chunked_cross_entropy(h, w, t, chunk_size=13), hidden, table, targets
-    )
+    got = _value_and_grads(lambda h, w, t: EXACT[impl](h, w, t, block), hidden, table, targets)
     assert ref[0] > 100  # the case is genuinely extreme
     for r, x in zip(ref, got, strict=True):
         assert torch.isfinite(x).all()
@@ -284,41 +293,7 @@ def test_logq_needs_a_closed_form_proposal():
     assert SampledSoftmaxLoss(9, negatives=2, pool="in-batch").log_kq.shape == (9,)
 
 
-# ---- row-fused exact CE (the default ce path) --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("n", "c", "d", "rows"),
-    [
-        (37, 101, 8, 16),  # rows do not divide N
-        (1, 50, 5, 7),  # a single row
-        (23, 10, 4, 64),  # fewer rows than one block
-        (64, 257, 16, 1),  # degenerate 1-row blocks
-        (50, 333, 32, 128),
-    ],
-)
-def test_fused_ce_matches_naive_value_and_gradients(n, c, d, rows):
-    hidden, table, targets = _case(n, c, d)
-    ref = _value_and_grads(_naive, hidden, table, targets)
-    got = _value_and_grads(
-        lambda h, w, t: fused_cross_entropy(h, w, t, rows=rows), hidden, table, targets
-    )
-    for r, x in zip(ref, got, strict=True):
-        torch.testing.assert_close(x, r, rtol=1e-5, atol=1e-6)
-
-
-def test_fused_ce_large_logits_stay_exact():
-    """Target logits far below a row's max (exp(logit - target) overflows float32): those rows
-    are recomputed with their max as the shift; compared with a float64 reference."""
-    hidden, table, targets = _case(40, 90, 6, scale=12.0, seed=3)
-    ref = _value_and_grads(_naive, hidden.double(), table.double(), targets)
-    got = _value_and_grads(
-        lambda h, w, t: fused_cross_entropy(h, w, t, rows=7), hidden, table, targets
-    )
-    assert ref[0] > 100  # the case is genuinely extreme
-    for r, x in zip(ref, got, strict=True):
-        assert torch.isfinite(x).all()
-        torch.testing.assert_close(x.double(), r, rtol=1e-5, atol=5e-4)
+# ---- row-fused exact CE (the default ce path; value cases shared above) -------------------------
 
 
 def test_fused_ce_gradcheck_float64_and_scaled_upstream_gradient():
