@@ -159,13 +159,16 @@ def _count_rows(
     return np.add.reduce(np.bitwise_count(words), axis=1, dtype=np.int64)
 
 
-def _scores_may_be_nan(hidden: Tensor, item_table: Tensor) -> bool:
+def _abs_max(x: Tensor) -> float:
+    """max |x| (0 for an empty tensor; nan or inf when x holds them)."""
+    return float(x.abs().max()) if x.numel() else 0.0
+
+
+def _scores_may_be_nan(hidden: Tensor, table_max: float) -> bool:
     """False when no score of ``hidden @ item_tableᵀ`` can be NaN: all inputs finite and
     every dot product bounded by max|h| · max|e| · d well inside float range (checked on the
-    small (b, d) side instead of the (b, C) scores)."""
-    h_max = float(hidden.abs().max()) if hidden.numel() else 0.0
-    e_max = float(item_table.abs().max()) if item_table.numel() else 0.0
-    bound = h_max * e_max * hidden.shape[1]
+    small (b, d) side instead of the (b, C) scores; ``table_max`` = max|e|, once per pass)."""
+    bound = _abs_max(hidden) * table_max * hidden.shape[1]
     return not bound < 1e30  # also true when either max is inf or nan
 
 
@@ -176,6 +179,7 @@ def _rank_block(
     mask: tuple[np.ndarray, np.ndarray] | None,  # (rows, cols) of history cells to mask
     out: Tensor,  # (>= b, C) reused score buffer, same dtype and device as item_table
     numpy_compare: bool,  # CPU: count in numpy
+    table_max: float,  # max |item_table|, for the cheap NaN bound
 ) -> tuple[np.ndarray, np.ndarray]:
     """(greater, ties) int64[b] for one score block of b rows.
 
@@ -185,7 +189,7 @@ def _rank_block(
     """
     b = hidden.shape[0]
     scores = torch.matmul(hidden, item_table.T, out=out[:b])  # (b, C)
-    if _scores_may_be_nan(hidden, item_table) and torch.isnan(scores).any():
+    if _scores_may_be_nan(hidden, table_max) and torch.isnan(scores).any():
         raise SeqrecError(
             "evaluate: the model produced NaN scores; the model has diverged "
             "(check the training loss and learning rate)"
@@ -289,6 +293,7 @@ def evaluate(
             dtype = torch.float64 if table.dtype == torch.float64 else torch.float32
             device = table.device
             item_table = table[1:].to(dtype)  # (C, d), padding row dropped
+            table_max = _abs_max(item_table)
             targets = np.asarray(eval_set.targets, dtype=np.int64)
             rows_per_score = min(max(1, score_budget // n_items), batch_size, n)
             out = torch.empty(rows_per_score, n_items, dtype=dtype, device=device)  # reused
@@ -310,7 +315,7 @@ def evaluate(
                             mask = _history_cells(eval_set.inputs, part, targets[part])
                         h = hidden[sub : sub + len(part)]  # (b, d)
                         greater[part], ties[part] = _rank_block(
-                            h, item_table, targets[part] - 1, mask, out, numpy_compare
+                            h, item_table, targets[part] - 1, mask, out, numpy_compare, table_max
                         )
                 if bar is not None:
                     bar.update(len(rows))
