@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from seqrec import evaluate as evaluate_module
 from seqrec.data.sequences import EvalSet, Sequences
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.evaluate import EvalResult, evaluate
@@ -333,3 +334,33 @@ def test_an_error_in_a_pipelined_block_surfaces() -> None:
         evaluate(NanAfter(9), es, maxlen=2, batch_size=2)
     ok = evaluate(FakeModel(9), es, maxlen=2, batch_size=2)
     assert ok.n_examples == 5
+
+
+@pytest.mark.parametrize("c", [1, 7, 8, 2040, 2041, 3 * 2040, 5000])
+def test_count_rows_by_byte_lanes_matches_count_nonzero(c: int) -> None:
+    """The lane-sum count equals numpy's, including rows where every byte lane reaches its
+    limit of 255 (all true, C a multiple of 8 * 255) and rows whose padding is not all used."""
+    rng = np.random.default_rng(c)
+    scores = rng.standard_normal((5, c)).astype(np.float32)
+    scores[1] = 1.0  # all equal to the reference: every flag true
+    scores[2] = -1.0  # none greater
+    ref = np.array([[0.0], [1.0], [0.0], [0.5], [scores[4, 0]]], dtype=np.float32)
+    flags = evaluate_module._flag_buffer(5, c)
+    for compare in (np.greater, np.equal):
+        want = np.count_nonzero(compare(scores, ref), axis=1)
+        got = evaluate_module._count_rows(compare, scores, ref, flags)
+        np.testing.assert_array_equal(got, want)
+    assert evaluate_module._count_rows(np.equal, scores, ref, flags)[1] == c
+
+
+@pytest.mark.parametrize("score_budget", [evaluate_module.SCORE_BUDGET, 5000 * 3])
+def test_large_catalogue_in_slices_matches_naive_reference(score_budget: int) -> None:
+    """C = 5000 (several lane groups per row), 70 examples (two workers, several slices each,
+    one short last slice), history masking: the sliced CPU path equals the naive ranks."""
+    C = 5000
+    model = FakeModel(C, seed=4)
+    es = random_eval_set(70, C, seed=11, max_len=30)
+    res = evaluate(model, es, maxlen=20, batch_size=70, score_budget=score_budget)
+    g, t, _ = naive_reference(model, es, 20, True)
+    np.testing.assert_array_equal(res.greater, g)
+    np.testing.assert_array_equal(res.ties, t)

@@ -134,12 +134,15 @@ def _in_threads(fn: Callable[[int, int], None], n: int) -> None:
         job.result()
 
 
-COUNT_ROWS = 64  # rows per compare-and-count slice: its flags stay in the core's cache
+COUNT_ROWS = 64  # rows per score-and-count slice: its scores stay in the core's cache
+LANE_WORDS = 255  # uint64 words summed per byte lane before a lane could overflow
 
 
 def _flag_buffer(rows: int, c: int) -> np.ndarray:
-    """bool (rows, C rounded up to a multiple of 8), all False: the padding stays False."""
-    return np.zeros((rows, -(-c // 8) * 8), dtype=bool)
+    """bool (rows, C rounded up to a multiple of 8 * LANE_WORDS), all False: the padding stays
+    False, and each row is a whole number of (LANE_WORDS,) uint64 groups."""
+    group = 8 * LANE_WORDS
+    return np.zeros((rows, -(-c // group) * group), dtype=bool)
 
 
 def _count_rows(
@@ -148,15 +151,17 @@ def _count_rows(
     """int64[z]: per row, how many ``compare(scores, ref)`` hold; scores (z, C), ref (z, 1),
     flags a :func:`_flag_buffer` of at least z rows.
 
-    The comparison writes one byte (0 or 1) per score into the row buffer, padded to a
-    multiple of 8 bytes; viewed as uint64 words, each word's popcount is its number of true
-    bytes, so a row's count is a sum over C / 8 popcounts (~3x faster than
+    The comparison writes one byte (0 or 1) per score into the row buffer. Viewed as uint64
+    words, groups of LANE_WORDS words are added as integers: each of a sum's 8 bytes counts the
+    true bytes of its lane, at most 255, so no byte carries into the next. The row's count is
+    then the sum of those bytes (~3x faster than popcount per word, ~10x faster than
     ``np.count_nonzero(axis=1)``).
     """
     z, c = scores.shape
     compare(scores, ref, out=flags[:z, :c])
-    words = flags[:z].view(np.uint64)  # (z, C / 8)
-    return np.add.reduce(np.bitwise_count(words), axis=1, dtype=np.int64)
+    groups = flags[:z].view(np.uint64).reshape(z, -1, LANE_WORDS)  # (z, G, LANE_WORDS)
+    lanes = np.add.reduce(groups, axis=2)  # (z, G) uint64, 8 byte counters each <= 255
+    return np.add.reduce(lanes.view(np.uint8), axis=1, dtype=np.int64)  # (z,)
 
 
 def _abs_max(x: Tensor) -> float:
@@ -172,55 +177,77 @@ def _scores_may_be_nan(hidden: Tensor, table_max: float) -> bool:
     return not bound < 1e30  # also true when either max is inf or nan
 
 
-def _rank_block(
+_NAN_SCORES = (
+    "evaluate: the model produced NaN scores; the model has diverged "
+    "(check the training loss and learning rate)"
+)
+_INFINITE_TARGET = "evaluate: the model gave a target an infinite score"
+
+
+def _rank_block_cpu(
+    hidden: Tensor,  # (b, d)
+    item_table: Tensor,  # (C, d), items 1..C
+    target_cols: np.ndarray,  # (b,) int64, target - 1
+    mask: tuple[np.ndarray, np.ndarray] | None,  # (rows, cols) of history cells, rows sorted
+    slice_rows: int,  # rows scored at a time by each worker
+    table_max: float,  # max |item_table|, for the cheap NaN bound
+) -> tuple[np.ndarray, np.ndarray]:
+    """(greater, ties) int64[b] for one block on CPU, scored and counted slice by slice.
+
+    Each worker thread (one per torch thread) takes a range of rows and, per slice of at most
+    ``slice_rows`` rows, computes the slice's scores into its own buffer, masks the history,
+    and counts by :func:`_count_rows` while the scores are still in its core's cache: about
+    twice as fast as one big matmul followed by counting, which reads every score back from
+    memory. At most workers x slice_rows x C scores are held at once.
+    """
+    b, c = hidden.shape[0], item_table.shape[0]
+    check_nan = _scores_may_be_nan(hidden, table_max)
+    greater = np.empty(b, dtype=np.int64)
+    ties = np.empty(b, dtype=np.int64)
+
+    def count(lo: int, hi: int) -> None:  # rows lo..hi-1 (torch and numpy release the GIL)
+        z_max = min(slice_rows, hi - lo)
+        buffer = torch.empty(z_max, c, dtype=item_table.dtype)  # (z, C) this worker's scores
+        flags = _flag_buffer(z_max, c)
+        with torch.no_grad():  # grad mode is per thread
+            for a in range(lo, hi, z_max):
+                z = min(z_max, hi - a)
+                scores = torch.matmul(hidden[a : a + z], item_table.T, out=buffer[:z])  # (z, C)
+                if check_nan and torch.isnan(scores).any():
+                    raise SeqrecError(_NAN_SCORES)
+                s = scores.numpy()  # (z, C), the same memory
+                if mask is not None:
+                    i, j = np.searchsorted(mask[0], (a, a + z))
+                    s[mask[0][i:j] - a, mask[1][i:j]] = -np.inf
+                t = s[np.arange(z), target_cols[a : a + z]]  # (z,), read from the same row
+                if not np.isfinite(t).all():
+                    raise SeqrecError(_INFINITE_TARGET)
+                greater[a : a + z] = _count_rows(np.greater, s, t[:, None], flags)
+                ties[a : a + z] = _count_rows(np.equal, s, t[:, None], flags) - 1  # not the target
+
+    _in_threads(count, b)
+    return greater, ties
+
+
+def _rank_block_torch(
     hidden: Tensor,  # (b, d)
     item_table: Tensor,  # (C, d), items 1..C
     target_cols: np.ndarray,  # (b,) int64, target - 1
     mask: tuple[np.ndarray, np.ndarray] | None,  # (rows, cols) of history cells to mask
     out: Tensor,  # (>= b, C) reused score buffer, same dtype and device as item_table
-    numpy_compare: bool,  # CPU: count in numpy
     table_max: float,  # max |item_table|, for the cheap NaN bound
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(greater, ties) int64[b] for one score block of b rows.
-
-    On CPU the comparisons run in numpy, on slices of COUNT_ROWS rows counted by popcount
-    (:func:`_count_rows`; ~10x faster than torch's compare-then-sum here, whose bool sum is
-    slow); elsewhere they stay in torch on the device.
-    """
+    """(greater, ties) int64[b] for one score block, compared on the table's device."""
     b = hidden.shape[0]
     scores = torch.matmul(hidden, item_table.T, out=out[:b])  # (b, C)
     if _scores_may_be_nan(hidden, table_max) and torch.isnan(scores).any():
-        raise SeqrecError(
-            "evaluate: the model produced NaN scores; the model has diverged "
-            "(check the training loss and learning rate)"
-        )
-    rows = np.arange(b)
-    if numpy_compare:  # CPU: numpy view of the same memory
-        s = scores.numpy()  # (b, C)
-        if mask is not None:
-            s[mask] = -np.inf
-        t = s[rows, target_cols]  # (b,), read from the same row
-        if not np.isfinite(t).all():
-            raise SeqrecError("evaluate: the model gave a target an infinite score")
-        greater = np.empty(b, dtype=np.int64)
-        ties = np.empty(b, dtype=np.int64)
-
-        def count(lo: int, hi: int) -> None:  # rows lo..hi-1; numpy releases the GIL here
-            flags = _flag_buffer(min(COUNT_ROWS, hi - lo), s.shape[1])
-            for a in range(lo, hi, COUNT_ROWS):
-                z = min(COUNT_ROWS, hi - a)
-                part, ref = s[a : a + z], t[a : a + z, None]  # (z, C), (z, 1)
-                greater[a : a + z] = _count_rows(np.greater, part, ref, flags)
-                ties[a : a + z] = _count_rows(np.equal, part, ref, flags) - 1  # not the target
-
-        _in_threads(count, b)
-        return greater, ties
+        raise SeqrecError(_NAN_SCORES)
     dev = scores.device
     if mask is not None:
         scores[torch.from_numpy(mask[0]).to(dev), torch.from_numpy(mask[1]).to(dev)] = -torch.inf
     t = scores.gather(1, torch.from_numpy(target_cols).to(dev)[:, None])  # (b, 1)
     if not torch.isfinite(t).all():
-        raise SeqrecError("evaluate: the model gave a target an infinite score")
+        raise SeqrecError(_INFINITE_TARGET)
     greater = (scores > t).sum(dim=1)  # (b,)
     ties = (scores == t).sum(dim=1) - 1  # (b,)
     return greater.cpu().numpy().astype(np.int64), ties.cpu().numpy().astype(np.int64)
@@ -296,8 +323,13 @@ def evaluate(
             table_max = _abs_max(item_table)
             targets = np.asarray(eval_set.targets, dtype=np.int64)
             rows_per_score = min(max(1, score_budget // n_items), batch_size, n)
-            out = torch.empty(rows_per_score, n_items, dtype=dtype, device=device)  # reused
             numpy_compare = device.type == "cpu" and not _force_torch_compare
+            out = None  # the device path's reused (rows, C) score buffer
+            if not numpy_compare:
+                out = torch.empty(rows_per_score, n_items, dtype=dtype, device=device)
+            # CPU: each worker scores at most this many rows at a time (within score_budget)
+            workers = max(1, torch.get_num_threads())
+            slice_rows = min(COUNT_ROWS, max(1, rows_per_score // workers))
             if progress:
                 from tqdm.auto import tqdm
 
@@ -314,9 +346,12 @@ def evaluate(
                         if mask_history:
                             mask = _history_cells(eval_set.inputs, part, targets[part])
                         h = hidden[sub : sub + len(part)]  # (b, d)
-                        greater[part], ties[part] = _rank_block(
-                            h, item_table, targets[part] - 1, mask, out, numpy_compare, table_max
-                        )
+                        cols = targets[part] - 1
+                        if out is None:
+                            g, t = _rank_block_cpu(h, item_table, cols, mask, slice_rows, table_max)
+                        else:
+                            g, t = _rank_block_torch(h, item_table, cols, mask, out, table_max)
+                        greater[part], ties[part] = g, t
                 if bar is not None:
                     bar.update(len(rows))
 

@@ -133,14 +133,16 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, p: float) -> Tenso
     float bias, broadcastable to (B, H, Lq, L'). Without dropout this is torch's fused
     scaled_dot_product_attention; with it, the weights are dropped by the cheaper CPU mask of
     :mod:`seqrec.models.dropout` (the fused kernel would draw them with bernoulli_)."""
-    if p == 0.0:
+    if p == 0.0 and q.shape[2] == 1:  # one query per row: the fused kernel is quicker
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
     scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)  # (B, H, Lq, L')
     if allowed.dtype == torch.bool:
         scores = scores.masked_fill(~allowed, float("-inf"))
     else:
         scores = scores + allowed
-    weights = dropout(torch.softmax(scores, dim=-1), p, training=True)  # (B, H, Lq, L')
+    weights = torch.softmax(scores, dim=-1)  # (B, H, Lq, L')
+    if p > 0.0:
+        weights = dropout(weights, p, training=True)
     return weights @ v  # (B, H, Lq, d_h)
 
 
