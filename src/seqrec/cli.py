@@ -438,6 +438,15 @@ def sweep(
         bool, typer.Option("--dry-run", help="List the runs and whether each is done; run nothing.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run only the runs whose KEY is one of the VALUEs: KEY=VALUE[,VALUE...], "
+            "repeatable (all must hold). KEY: dataset, method, model, loss, positions, seed, "
+            "name, or a grid axis such as loss.name. Two sweeps of disjoint parts can share "
+            "one out_dir, e.g. one per core with train.threads = 1.",
+        ),
+    ] = None,
 ) -> None:
     """Run a study: datasets x models x losses x hyperparameters x seeds, one folder per run.
 
@@ -445,22 +454,24 @@ def sweep(
     killed mid-way continues from its last completed epoch. Kill it any time and rerun the same
     command to finish the rest. Then: `seqrec report OUT_DIR`.
 
-    Example: seqrec sweep benchmarks/studies/quickstart.toml
+    Examples:
+      seqrec sweep benchmarks/studies/quickstart.toml
+      seqrec sweep benchmarks/studies/xu2024.toml --only dataset=beauty --only seed=1 --dry-run
     """
     from seqrec.experiments.study import load_study
-    from seqrec.experiments.sweep import is_finished, run_sweep
+    from seqrec.experiments.sweep import is_finished, run_sweep, select_runs
 
     if dry_run:
         plan = load_study(study)
         root = out_dir if out_dir is not None else plan.out_dir
-        planned = plan.runs()
+        planned = select_runs(plan.runs(), only or [])
         done = sum(is_finished(root / r.name) for r in planned)
         for r in planned:
             state = "done" if is_finished(root / r.name) else "todo"
             typer.echo(f"{state}  {r.name}")
         typer.echo(f"{len(planned)} runs in {root}: {done} done, {len(planned) - done} to run")
         return
-    dirs = run_sweep(study, quiet=quiet, out_dir=out_dir, data_dir=data_dir)
+    dirs = run_sweep(study, quiet=quiet, out_dir=out_dir, data_dir=data_dir, only=only or [])
     root = dirs[0].parent if dirs else out_dir
     typer.echo(f"{len(dirs)} finished runs in {root}; next: seqrec report {root}")
 

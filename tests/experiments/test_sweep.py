@@ -164,6 +164,42 @@ def test_dry_run_lists_what_is_done_and_runs_nothing(tmp_path, monkeypatch, caps
     assert f"done  {NAMES[1]}" in out and "2 done, 0 to run" in out and len(fake.calls) == 2
 
 
+def test_only_runs_the_selected_part_and_keeps_the_whole_study_in_the_manifest(
+    tmp_path, monkeypatch, capsys
+):
+    fake = FakeFit()
+    monkeypatch.setattr(sweep_mod, "fit", fake)
+    study = write_study(tmp_path)
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "sweep", str(study), "--dry-run", "--only", "loss=bce"
+    )
+    assert code == 0 and "1 runs in" in out and "bce" in out and "-ce-" not in out
+    done = run_sweep(study, quiet=True, only=["loss.name=bce", "seed=1"])
+    assert fake.calls == ["synthetic-sasrec-bce-all-seed1"] and len(done) == 1
+    manifest = json.loads((tmp_path / "runs" / "sweep.json").read_text())
+    assert sorted(r["loss"] for r in manifest["runs"]) == ["bce", "ce"]
+    # the other part, as a second sweep sharing the folder would run it
+    run_sweep(study, quiet=True, only=["loss=ce,bce"])
+    assert fake.calls == ["synthetic-sasrec-bce-all-seed1", "synthetic-sasrec-ce-all-seed1"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("loss", "write KEY=VALUE"),
+        ("loss=", "write KEY=VALUE"),
+        ("=ce", "write KEY=VALUE"),
+        ("optimizer=adam", "unknown key 'optimizer'; use one of dataset, method"),
+        ("loss=sce", "no run has loss = sce; the study has bce, ce"),
+        ("seed=2", "no run has seed = 2; the study has 1"),
+    ],
+)
+def test_only_refuses_filters_that_cannot_select(tmp_path, spec, match):
+    planned = load_study(write_study(tmp_path)).runs()
+    with pytest.raises(SeqrecError, match=match):
+        sweep_mod.select_runs(planned, [spec])
+
+
 def test_a_changed_study_does_not_reuse_stale_finished_runs(tmp_path, monkeypatch):
     fake = FakeFit()
     monkeypatch.setattr(sweep_mod, "fit", fake)

@@ -94,6 +94,46 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{s}s"
 
 
+#: the labels of a planned run that ``--only`` can select on (grid axis paths work too)
+SELECT_KEYS = ("dataset", "method", "model", "loss", "positions", "seed", "name")
+
+
+def select_runs(planned: list[PlannedRun], only: list[str] | tuple[str, ...]) -> list[PlannedRun]:
+    """The planned runs that match every ``KEY=VALUE[,VALUE...]`` filter (values of one key are
+    alternatives). Keys are :data:`SELECT_KEYS` or a grid axis path such as ``loss.name``,
+    matched against the run's label for that axis. Raises SeqrecError for a malformed filter, an
+    unknown key, or a value no run has (naming what exists), so a typo never selects nothing."""
+    chosen = list(planned)
+    for spec in only:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        wanted = {v.strip() for v in values.split(",") if v.strip()}
+        if not sep or not key or not wanted:
+            raise SeqrecError(
+                f"--only {spec!r}: write KEY=VALUE or KEY=VALUE1,VALUE2 "
+                "(e.g. --only dataset=beauty --only loss=ce,bce --only seed=1)"
+            )
+        axes = sorted({a for r in planned for a in r.factors})
+        if key not in SELECT_KEYS and key not in axes:
+            raise SeqrecError(
+                f"--only {spec!r}: unknown key {key!r}; use one of "
+                f"{', '.join(SELECT_KEYS + tuple(axes))}"
+            )
+
+        def label(run: PlannedRun, key: str = key) -> str:
+            return str(run.factors[key]) if key in run.factors else str(getattr(run, key, ""))
+
+        known = {label(r) for r in planned}
+        missing = sorted(wanted - known)
+        if missing:
+            raise SeqrecError(
+                f"--only {spec!r}: no run has {key} = {', '.join(missing)}; the study has "
+                f"{', '.join(sorted(known))}"
+            )
+        chosen = [r for r in chosen if label(r) in wanted]
+    return chosen
+
+
 def write_manifest(study: Study, planned: list[PlannedRun]) -> Path:
     """Write ``out_dir/sweep.json`` atomically; entries of runs no longer planned are kept."""
     path = study.out_dir / MANIFEST
@@ -252,6 +292,7 @@ def run_sweep(
     data_dir: str | Path | None = None,
     fit_fn: Callable[..., Any] | None = None,
     positions_fn: Callable[..., Any] | None = None,
+    only: list[str] | tuple[str, ...] = (),
 ) -> list[Path]:
     """Run every unfinished run of the study in order; return the folders of all finished runs.
 
@@ -264,6 +305,9 @@ def run_sweep(
         fit_fn: the training function (default :func:`seqrec.train.fit`; tests substitute it).
         positions_fn: the per-position evaluation (default
             :func:`seqrec.experiments.positions.run_positions`; tests substitute it).
+        only: ``KEY=VALUE[,VALUE...]`` filters (:func:`select_runs`): run only the matching
+            runs. The manifest still lists the whole study, so sweeps of disjoint parts (for
+            instance one per core, each run on one thread) can share one ``out_dir``.
 
     A run killed mid-way resumes from its last completed epoch (see the module docstring).
     A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
@@ -288,9 +332,11 @@ def run_sweep(
             )
             for r in planned
         ]
+    selected = select_runs(planned, only)
     study.out_dir.mkdir(parents=True, exist_ok=True)
-    durations = _check_finished_configs(planned, study.out_dir)
+    durations = _check_finished_configs(selected, study.out_dir)
     write_manifest(study, planned)
+    planned = selected
 
     todo = [r for r in planned if not is_finished(study.out_dir / r.name)]
     total = len(planned)
