@@ -650,6 +650,15 @@ def ratios(sq: dict[str, Any], rb: dict[str, Any], positions: dict[str, Any]) ->
     }
 
 
+def median_ratios(per_round: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key, the median of the rounds' ratios (None where no round has one)."""
+    out: dict[str, Any] = {}
+    for key in per_round[0]:
+        values = [r[key] for r in per_round if r[key] is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
 def _fmt(x: Any, spec: str = ".2f") -> str:
     return "–" if x is None else format(x, spec)
 
@@ -680,7 +689,8 @@ def render(p: dict[str, Any]) -> str:
     lines = [
         title,
         "",
-        f"One run per side on {m['cpu']} ({m['cores']} cores), torch threads: {s['threads']} "
+        f"{'One run' if s.get('rounds', 1) == 1 else str(s['rounds']) + ' runs'} per side on "
+        f"{m['cpu']} ({m['cores']} cores), torch threads: {s['threads']} "
         f"each, seed {s['seed']}, sides run one after the other in fresh processes. Budget "
         f"{s['budget_seconds']:.0f} s per side from process launch; max epochs: "
         f"{s['max_epochs']}; validation after every epoch. Ratios are seqrec / RecBole. RecBole's "
@@ -698,6 +708,7 @@ def render(p: dict[str, Any]) -> str:
         f"{_fmt(pos['target_positions_ratio_seqrec_over_recbole'], '.3f')} |",
         f"| s / epoch per target position | | | {_fmt(r['epoch_seconds_per_target_position'])} |",
         "",
+        *_rounds_lines(p.get("rounds", [])),
         f"Data (identical, checked): {p['data']['seqrec']['users']:,} users, "
         f"{p['data']['seqrec']['items']:,} items, {p['data']['seqrec']['interactions']:,} "
         "interactions on both sides; the sha256 of every train / valid / test example "
@@ -721,6 +732,28 @@ def render(p: dict[str, Any]) -> str:
         *(f"- {n}" for n in p["notes"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _rounds_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """With several rounds: the per-round figures behind the median ratios."""
+    if len(rounds) < 2:
+        return []
+    lines = [
+        f"{len(rounds)} rounds, the order of the sides alternating; the seqrec and RecBole "
+        "columns above are round 1's, the ratio column the median of the rounds' ratios:",
+        "",
+        "| round | order | s/epoch seqrec | RecBole | ratio | s/eval seqrec | RecBole | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(rounds, 1):
+        sq, rb, x = r["seqrec"], r["recbole"], r["ratios"]
+        lines.append(
+            f"| {i} | {' then '.join(r['order'])} | {_fmt(sq['epoch_seconds_median'])} | "
+            f"{_fmt(rb['epoch_seconds_median'])} | {_fmt(x['epoch_seconds'], '.3f')} | "
+            f"{_fmt(sq['eval_seconds_median'])} | {_fmt(rb['eval_seconds_median'])} | "
+            f"{_fmt(x['eval_seconds'], '.3f')} |"
+        )
+    return [*lines, ""]
 
 
 NOTES = [
@@ -780,6 +813,14 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=42, help="seed on both sides (default 42)")
     ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time both sides this many times, the order alternating (seqrec then RecBole, "
+        "then RecBole then seqrec, ...); the ratios are the medians of the rounds' ratios. "
+        "This machine's speed drifts by 10-25%% over minutes: 2 rounds cancel a steady drift",
+    )
+    ap.add_argument(
         "--recbole-venv",
         type=Path,
         default=Path("/work/runs/recbole-venv"),
@@ -826,6 +867,8 @@ def main() -> None:
         "--smoke-users", type=int, default=2000, help="users in the smoke sample (default 2000)"
     )
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     smoke = args.smoke
     args.budget = args.budget or (300.0 if smoke else 600.0)
     args.epochs = args.epochs or (1 if smoke else 200)
@@ -882,20 +925,37 @@ def main() -> None:
     if args.check_only:
         return
 
-    sides: dict[str, dict[str, Any]] = {}
-    if args.only in (None, "seqrec"):
-        sides["seqrec"] = run_seqrec(args, cfg, work, args.budget)
-        sides["seqrec"]["parameters"] = _seqrec_parameters(cfg, seqs.n_items)
-        print(_side_line("seqrec", sides["seqrec"]), flush=True)
-    if args.only in (None, "recbole"):
-        sides["recbole"] = run_recbole(
-            args, args.recbole_venv, rb_config, work, args.budget, versions
+    rounds: list[dict[str, Any]] = []
+    for i in range(1 if args.only else args.rounds):
+        # odd rounds reverse the order (A B, B A, ...): a drift of the machine's speed over
+        # the run then weighs on both sides alike
+        order = ["seqrec", "recbole"] if i % 2 == 0 else ["recbole", "seqrec"]
+        sides: dict[str, dict[str, Any]] = {}
+        for name in order:
+            if args.only not in (None, name):
+                continue
+            if args.rounds > 1:
+                print(f"round {i + 1} of {args.rounds}: {name}", flush=True)
+            if name == "seqrec":
+                sides[name] = run_seqrec(args, cfg, work, args.budget)
+                sides[name]["parameters"] = _seqrec_parameters(cfg, seqs.n_items)
+            else:
+                sides[name] = run_recbole(
+                    args, args.recbole_venv, rb_config, work, args.budget, versions
+                )
+            print(_side_line(name, sides[name]), flush=True)
+        if args.only is not None:
+            out = work / f"{NAME}-{args.only}.json"
+            atomic_write_text(out, json.dumps(sides, indent=2) + "\n")
+            print(f"only {args.only}: figures in {out}")
+            return
+        rounds.append(
+            {
+                "order": order,
+                **sides,
+                "ratios": ratios(sides["seqrec"], sides["recbole"], positions),
+            }
         )
-        print(_side_line("recbole", sides["recbole"]), flush=True)
-    if args.only is not None:
-        atomic_write_text(work / f"{NAME}-{args.only}.json", json.dumps(sides, indent=2) + "\n")
-        print(f"only {args.only}: figures in {work / f'{NAME}-{args.only}.json'}")
-        return
 
     payload: dict[str, Any] = {
         "benchmark": NAME,
@@ -908,6 +968,7 @@ def main() -> None:
             "max_epochs": args.epochs,
             "threads": args.threads,
             "seed": args.seed,
+            "rounds": args.rounds,
             "recbole_anomaly_detection": args.recbole_anomaly_detection,
             "maxlen": maxlen,
             "batch_size": cfg.train.batch_size,
@@ -923,9 +984,11 @@ def main() -> None:
             "recbole_check_seconds": check["seconds"],
         },
         "positions": positions,
-        "seqrec": sides["seqrec"],
-        "recbole": sides["recbole"],
-        "ratios": ratios(sides["seqrec"], sides["recbole"], positions),
+        # the first round's sides; with several rounds the ratios are the medians over rounds
+        "seqrec": rounds[0]["seqrec"],
+        "recbole": rounds[0]["recbole"],
+        "ratios": median_ratios([r["ratios"] for r in rounds]),
+        "rounds": rounds,
         "recbole_venv": {"path": str(args.recbole_venv), **versions},
         "machine": {**launched, "git_commit_at_launch": launched["git_commit"]},
         "notes": NOTES,

@@ -169,3 +169,25 @@ def test_metric_names(key: str, name: str) -> None:
 
 def test_digest_is_sha256_of_the_lines() -> None:
     assert runner._digest(["a\n", "b\n"]) == hashlib.sha256(b"a\nb\n").hexdigest()
+
+
+def _side(epoch: float, ev: float) -> dict:
+    return {"epoch_seconds_median": epoch, "eval_seconds_median": ev}
+
+
+def test_ratios_over_rounds_are_per_key_medians_and_listed_per_round() -> None:
+    per_round = [
+        {"epoch_seconds": 0.10, "eval_seconds": 0.20, "peak_rss": None},
+        {"epoch_seconds": 0.12, "eval_seconds": 0.18, "peak_rss": None},
+        {"epoch_seconds": 0.08, "eval_seconds": 0.30, "peak_rss": 0.5},
+    ]
+    med = svr.median_ratios(per_round)
+    assert med == {"epoch_seconds": 0.10, "eval_seconds": 0.20, "peak_rss": 0.5}
+    assert svr.median_ratios(per_round[:2])["epoch_seconds"] == pytest.approx(0.11)
+    rounds = [
+        {"order": o, "seqrec": _side(15.0, 1.7), "recbole": _side(150.0, 8.5), "ratios": r}
+        for o, r in zip((["seqrec", "recbole"], ["recbole", "seqrec"]), per_round[:2], strict=True)
+    ]
+    lines = svr._rounds_lines(rounds)
+    assert "| 2 | recbole then seqrec | 15.00 | 150.00 | 0.120 | 1.70 | 8.50 | 0.180 |" in lines
+    assert svr._rounds_lines(rounds[:1]) == []  # one round: nothing extra
