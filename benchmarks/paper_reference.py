@@ -35,6 +35,7 @@ PAPER = {
     # no paper number for RECE with these settings: issue 4 compares it with our own CE row
     "beauty-sasrec-rece": {"ndcg@10": None, "hr@10": None},
     "beauty-sasrec-rece-wide": {"ndcg@10": None, "hr@10": None},
+    "beauty-sasrec-rece-wide-alpha10": {"ndcg@10": None, "hr@10": None},
 }
 
 

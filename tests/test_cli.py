@@ -197,6 +197,7 @@ def test_every_loss_option_reaches_the_config(monkeypatch, capsys, tmp_path):
         [
             *("--loss", "rece", "--rece-buckets", "64", "--rece-chunks", "32"),
             *("--rece-extra-chunks", "2", "--rece-rounds", "4", "--positions", "last"),
+            *("--rece-alpha", "10"),
         ],
     ]
     for args in flags:
@@ -211,5 +212,6 @@ def test_every_loss_option_reaches_the_config(monkeypatch, capsys, tmp_path):
     assert (lo[5].ce_impl, lo[5].ce_chunk_size, seen[5].train.diagnostics) == ("chunked", 512, True)
     assert (lo[6].rece_buckets, lo[6].rece_chunks, lo[6].rece_extra_chunks) == (64, 32, 2)
     assert (lo[6].rece_rounds, lo[6].positions, seen[0].train.diagnostics) == (4, "last", False)
+    assert lo[6].rece_alpha == 10.0 and lo[0].rece_alpha == 1.0
     code, _out, err = run_cli(monkeypatch, capsys, "train", "--loss", "rece", "--rece-rounds", "0")
     assert code == 2 and "loss.rece_rounds must be >= 1" in err

@@ -77,6 +77,7 @@ def test_bad_toml_file(tmp_path):
         ({"loss": {"rece_rounds": 0}}, "rece_rounds must be >= 1"),
         ({"loss": {"rece_buckets": 0}}, "rece_buckets must be >= 1"),
         ({"loss": {"rece_extra_chunks": -1}}, "rece_extra_chunks must be >= 0"),
+        ({"loss": {"rece_alpha": 0.0}}, "rece_alpha must be > 0"),
         ({"loss": {"pool": "inbatch"}}, "did you mean 'in-batch'"),
         ({"loss": {"gbce_t": 2}}, r"gbce_t must be in \[0, 1\]"),
         ({"loss": {"alpha": 0}}, "alpha must be > 0"),

@@ -79,6 +79,7 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
         "rece_chunks": "loss",
         "rece_extra_chunks": "loss",
         "rece_rounds": "loss",
+        "rece_alpha": "loss",
         "diagnostics": "train",
         "epochs": "train",
         "batch_size": "train",
@@ -228,6 +229,13 @@ def train(
     ] = None,
     rece_rounds: Annotated[
         int | None, typer.Option(help="rece: hashing rounds with fresh directions (1).")
+    ] = None,
+    rece_alpha: Annotated[
+        float | None,
+        typer.Option(
+            help="rece: weight alpha on the candidates' exp, as SCE's (1 = the paper; not in "
+            "Gusak et al.: a variant for small candidate sets)."
+        ),
     ] = None,
     diagnostics: Annotated[
         bool,

@@ -90,6 +90,7 @@ class LossConfig:
     rece_chunks: int | None = None  # equal chunks n_c of the sorted lists (None: n_b)
     rece_extra_chunks: int = 1  # neighbouring item chunks scored on each side (e)
     rece_rounds: int = 1  # independent hashings with fresh random directions
+    rece_alpha: float = 1.0  # candidates' exp weighted by alpha (SCE-style); 1 = the paper
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,10 @@ def validate(cfg: RunConfig) -> RunConfig:
             positive(f"loss.{key}", getattr(lo, key))
     positive("loss.rece_extra_chunks", lo.rece_extra_chunks, 0)
     positive("loss.rece_rounds", lo.rece_rounds)
+    if not lo.rece_alpha > 0:
+        raise ConfigError(
+            f"loss.rece_alpha must be > 0 (1 = the paper's RECE), got {lo.rece_alpha}"
+        )
     if lo.popularity_power < 0:
         raise ConfigError(f"loss.popularity_power must be >= 0, got {lo.popularity_power}")
     if lo.bpr_max_reg < 0:

@@ -79,7 +79,9 @@ def test_covering_chunks_equal_full_ce_float32_large_logits():
         torch.testing.assert_close(x.double(), r, rtol=1e-4, atol=1e-3)
 
 
-def _naive_rece(hidden, table, targets, row_orders, item_orders, n_chunks, extra) -> float:
+def _naive_rece(
+    hidden, table, targets, row_orders, item_orders, n_chunks, extra, alpha=1.0
+) -> float:
     """Plain-loop reference: per row, the set of items its windows hold over all rounds (each
     counted once thanks to the -log(count) correction), minus the target; CE over them."""
     n, c = hidden.shape[0], table.shape[0] - 1
@@ -94,7 +96,7 @@ def _naive_rece(hidden, table, targets, row_orders, item_orders, n_chunks, extra
             seen |= {j for q, j in enumerate(items) if abs(q // cy - k) <= e}
         seen.discard(int(targets[i]))
         sp = float(hidden[i] @ table[targets[i]])
-        terms = [sp] + [float(hidden[i] @ table[j]) for j in sorted(seen)]
+        terms = [sp] + [float(hidden[i] @ table[j]) + math.log(alpha) for j in sorted(seen)]
         m = max(terms)
         total += m + math.log(sum(math.exp(x - m) for x in terms)) - sp
     return total / n
@@ -314,3 +316,49 @@ def test_defaults_config_and_validation():
         rece_loss(hidden, targets, table, extra_chunks=-1)
     with pytest.raises(DataError, match="directions"):
         rece_loss(hidden, targets, table, directions=torch.randn(1, 2, 3))
+
+
+@pytest.mark.parametrize(("rounds", "alpha"), [(1, 5.0), (3, 5.0), (2, 0.5)])
+def test_alpha_weights_every_candidate_against_the_set_reference(rounds, alpha):
+    """rece_alpha (SCE's correction, not the paper's RECE): each candidate's exp is multiplied by
+    alpha, duplicates still counted once, the positive untouched."""
+    hidden, table, targets = _case(23, 41, 5, seed=4)
+    directions = torch.randn(rounds, 5, 5, generator=_gen(6))
+    rows, items = lsh_orders(hidden, targets, table, directions)
+    kw = {"n_buckets": 5, "n_chunks": 5, "extra_chunks": 1, "rounds": rounds}
+    value = rece_loss(hidden, targets, table, directions=directions, alpha=alpha, **kw)
+    ref = _naive_rece(hidden, table, targets, rows, items, 5, 1, alpha=alpha)
+    assert value.item() == pytest.approx(ref, rel=1e-10)
+    plain = rece_loss(hidden, targets, table, directions=directions, **kw)
+    assert (value.item() > plain.item()) == (alpha > 1)
+
+
+def test_alpha_with_covering_chunks_is_ce_with_weighted_negatives():
+    """One chunk: every other item is a candidate, so the loss is
+    mean(log(exp(s⁺) + alpha Σ_{j != t} exp(s_j)) - s⁺), in value and gradient."""
+    hidden, table, targets = _case(17, 30, 4, seed=2)
+
+    def weighted_ce(h, w, t):
+        s = h @ w[1:].T  # (N, C)
+        pos = s.gather(1, (t - 1)[:, None])  # (N, 1)
+        neg = s + math.log(3.0)
+        neg = neg.scatter(1, (t - 1)[:, None], float("-inf"))
+        return (torch.logsumexp(torch.cat([pos, neg], 1), 1) - pos[:, 0]).mean()
+
+    def ours(h, w, t):
+        return rece_loss(h, t, w, n_buckets=2, n_chunks=1, alpha=3.0, generator=_gen(0))
+
+    got = _value_and_grads(ours, hidden, table, targets)
+    want = _value_and_grads(weighted_ce, hidden, table, targets)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_alpha_is_validated_and_read_from_the_config():
+    assert build_loss(LossConfig(name="rece", rece_alpha=10.0), 400).alpha == 10.0
+    assert build_loss(LossConfig(name="rece"), 400).alpha == 1.0
+    with pytest.raises(ConfigError, match="alpha"):
+        RECELoss(9, alpha=0.0)
+    hidden, table, targets = _case(5, 9, 3)
+    with pytest.raises(ConfigError, match="alpha"):
+        rece_loss(hidden, targets, table, alpha=-1.0)

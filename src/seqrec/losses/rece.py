@@ -126,12 +126,15 @@ def rece_from_orders(
     *,
     n_chunks: int,
     extra_chunks: int,
+    alpha: float = 1.0,
 ) -> Tensor:
     """Mean RECE loss given each round's sorted rows (r, N) and sorted item ids (r, C).
 
     Splits both sorted lists into ``n_chunks`` equal chunks (clamped to 1..min(N, C)); hidden
     chunk k scores item chunks k - e .. k + e (e = ``extra_chunks``, clamped to n_c - 1). See the
-    module docstring for the formula. Differentiable w.r.t. ``hidden`` and ``item_table``.
+    module docstring for the formula. With ``alpha`` != 1 every candidate's term is weighted
+    by alpha (log alpha added to its logit), as SCE weights its sampled negatives. Differentiable
+    w.r.t. ``hidden`` and ``item_table``.
     """
     n, d = hidden.shape
     c = item_table.shape[0] - 1
@@ -177,6 +180,8 @@ def rece_from_orders(
                 log_count = count.clamp_(min=1).log_()  # (n_c, cx, width)
         if rounds > 1:
             logits = logits - log_count
+        if alpha != 1.0:
+            logits = logits + math.log(alpha)
         logits = logits.masked_fill(drop, float("-inf"))
         with torch.no_grad():
             m = torch.maximum(logits.amax(2), pos_ext[rows].view(n_c, cx))  # (n_c, cx) finite
@@ -204,6 +209,7 @@ def rece_loss(
     rounds: int = 1,
     generator: torch.Generator | None = None,
     directions: Tensor | None = None,
+    alpha: float = 1.0,
 ) -> Tensor:
     """Mean RECE loss (Gusak et al. 2024) of hidden (N, d) for targets (N,) in 1..C.
 
@@ -211,7 +217,8 @@ def rece_loss(
     and e); n_chunks: chunks n_c (default n_b);
     extra_chunks: neighbouring item chunks scored on each side; rounds: independent hashings.
     The random directions (rounds, d, n_b) are drawn from ``generator`` (float32 N(0, 1)) unless
-    ``directions`` is given. Memory ~ rounds × N × (2 · extra_chunks + 1) × ⌈C / n_c⌉ floats.
+    ``directions`` is given. alpha: weight on every candidate's exp (1 = the paper; see
+    :class:`RECELoss`). Memory ~ rounds × N × (2 · extra_chunks + 1) × ⌈C / n_c⌉ floats.
     """
     c = item_table.shape[0] - 1
     n_b = (
@@ -219,6 +226,8 @@ def rece_loss(
         if n_buckets is not None
         else default_buckets(c, hidden.shape[0], max(0, extra_chunks))
     )
+    if not alpha > 0:
+        raise ConfigError(f"rece alpha must be > 0, got {alpha}")
     if n_b < 1 or extra_chunks < 0 or rounds < 1 or (n_chunks is not None and n_chunks < 1):
         raise ConfigError(
             f"rece needs buckets >= 1, chunks >= 1, extra_chunks >= 0 and rounds >= 1; got "
@@ -240,6 +249,7 @@ def rece_loss(
         item_orders,
         n_chunks=n_chunks if n_chunks is not None else directions.shape[2],
         extra_chunks=extra_chunks,
+        alpha=alpha,
     )
 
 
@@ -253,6 +263,10 @@ class RECELoss(SequenceLoss):
         chunks: equal chunks n_c of the sorted lists (None: n_b).
         extra_chunks: neighbouring item chunks scored on each side (paper's n_ec), default 1.
         rounds: independent hashings with fresh directions, default 1.
+        alpha: weight on every candidate's exp in the normaliser, default 1 (the paper).
+            Not part of RECE: SCE's correction (Xu et al. 2024, log alpha added to sampled
+            logits), for when the candidate set is a small part of the catalogue and the plain
+            normaliser underestimates the full one.
         seed: seeds the directions when no ``generator`` is passed, so such calls are
             reproducible (and use the same directions every call); the trainer passes its
             generator, which gives fresh directions at every step as in the paper.
@@ -268,6 +282,7 @@ class RECELoss(SequenceLoss):
         chunks: int | None = None,
         extra_chunks: int = 1,
         rounds: int = 1,
+        alpha: float = 1.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -275,6 +290,8 @@ class RECELoss(SequenceLoss):
             raise ConfigError(f"rece needs at least one item, got n_items={n_items}")
         if (buckets is not None and buckets < 1) or (chunks is not None and chunks < 1):
             raise ConfigError(f"rece buckets and chunks must be >= 1, got {buckets} and {chunks}")
+        if not alpha > 0:
+            raise ConfigError(f"rece alpha must be > 0, got {alpha}")
         if extra_chunks < 0 or rounds < 1:
             raise ConfigError(
                 f"rece needs extra_chunks >= 0 and rounds >= 1, got {extra_chunks} and {rounds}"
@@ -284,6 +301,7 @@ class RECELoss(SequenceLoss):
         self.chunks = chunks
         self.extra_chunks = extra_chunks
         self.rounds = rounds
+        self.alpha = alpha
         self.seed = seed
 
     @classmethod
@@ -291,13 +309,14 @@ class RECELoss(SequenceLoss):
         cls, cfg: Any, n_items: int, *, item_counts: np.ndarray | None = None
     ) -> RECELoss:
         """Build from a LossConfig; optional fields ``rece_buckets``, ``rece_chunks``,
-        ``rece_extra_chunks``, ``rece_rounds``."""
+        ``rece_extra_chunks``, ``rece_rounds``, ``rece_alpha``."""
         return cls(
             n_items,
             buckets=getattr(cfg, "rece_buckets", None),
             chunks=getattr(cfg, "rece_chunks", None),
             extra_chunks=getattr(cfg, "rece_extra_chunks", 1),
             rounds=getattr(cfg, "rece_rounds", 1),
+            alpha=getattr(cfg, "rece_alpha", 1.0),
         )
 
     def forward(
@@ -326,4 +345,5 @@ class RECELoss(SequenceLoss):
             extra_chunks=self.extra_chunks,
             rounds=self.rounds,
             generator=generator,
+            alpha=self.alpha,
         )
