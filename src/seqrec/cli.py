@@ -509,6 +509,13 @@ def report(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the written files as JSON.")
     ] = False,
+    explain: Annotated[
+        Path | None,
+        typer.Option(
+            help="Markdown file explaining the gaps to the paper and the findings; it goes "
+            "into the report as 'Gaps and findings'."
+        ),
+    ] = None,
 ) -> None:
     """Tables, a Markdown/LaTeX report and plots of a study's runs (see RUNS_DIR/report/).
 
@@ -521,7 +528,12 @@ def report(
     from seqrec.experiments.report import write_report
 
     written = write_report(
-        runs_dir, out_dir=out_dir, baseline=baseline, reference=reference, plots=plots
+        runs_dir,
+        out_dir=out_dir,
+        baseline=baseline,
+        reference=reference,
+        plots=plots,
+        explain=explain,
     )
     if json_out:
         _print_json({k: str(v) for k, v in written.items()})

@@ -300,6 +300,20 @@ def test_report_puts_the_papers_numbers_beside_ours_and_flags_gaps(tmp_path):
         write_report(root, reference="li2022", plots=False)
 
 
+def test_gap_explanations_go_into_the_report_and_missing_ones_are_counted(tmp_path):
+    root = make_paper_runs(tmp_path / "runs")
+    md = write_report(root, plots=False)["report.md"].read_text()
+    assert "2 numbers differ from the paper by more than 5% and none is explained here" in md
+    assert "## Gaps and findings" not in md
+    why = tmp_path / "gaps.md"
+    why.write_text("BCE is 10% low: one negative per position, *by design*.\n", encoding="utf-8")
+    md = write_report(root, plots=False, explain=why)["report.md"].read_text()
+    assert "## Gaps and findings\n\nBCE is 10% low: one negative per position, *by design*." in md
+    assert "none is explained here" not in md
+    with pytest.raises(SeqrecError, match="cannot read the explanation file"):
+        write_report(root, plots=False, explain=tmp_path / "missing.md")
+
+
 def test_li2023_numbers_are_table_2():
     """Transcription check: the paper's 'Improve.' column (CCE against the better of BCE and
     CE, NDCG@10) follows from the stored numbers."""

@@ -610,9 +610,11 @@ def render_markdown(
     notes: Sequence[str],
     comparisons: Sequence[PaperComparison] = (),
     reference: str | None = None,
+    explanation: str | None = None,
 ) -> str:
     """The Markdown report: per dataset the results table, the comparison with the baseline,
-    and (with ``comparisons``) our numbers beside the paper's; then the plots and notes."""
+    and (with ``comparisons``) our numbers beside the paper's; then the authors' explanation of
+    the gaps and findings (``explanation``, Markdown, as given), the plots and notes."""
     lines = [
         f"# {title}",
         "",
@@ -667,6 +669,8 @@ def render_markdown(
                 lines += ["", "No test possible where 'p n/a': " + "; ".join(reasons) + "."]
         lines += _paper_markdown([c for c in comparisons if c.dataset == ds], reference)
         lines.append("")
+    if explanation:
+        lines += ["## Gaps and findings", "", explanation.strip(), ""]
     if plots:
         lines += ["## Plots", ""]
         for name, path in plots.items():
@@ -810,6 +814,7 @@ def write_report(
     baseline: str | None = None,
     reference: str | None = None,
     plots: bool = True,
+    explain: str | Path | None = None,
 ) -> dict[str, Path]:
     """Collect every run under ``runs_dir`` and write tables, report and plots.
 
@@ -820,11 +825,23 @@ def write_report(
         reference: published numbers to put beside ours (``li2023``, ``xu2024``; default: the
             study's ``reference``; ``"none"`` for none).
         plots: also draw the figures.
+        explain: a Markdown file, written by whoever ran the study, that explains the gaps to
+            the paper and states the findings; put into the report as "Gaps and findings".
+            Without it, a report with gaps above the flag threshold says how many are
+            unexplained.
 
     Returns ``{file name: path}`` of everything written (``report.md``, ``report.tex``,
     ``runs.csv``, ``runs.parquet``, ``summary.csv``, ``valid_ndcg_vs_time.png``, ...).
     """
     runs_dir = Path(runs_dir)
+    explanation = None
+    if explain is not None:
+        try:
+            explanation = Path(explain).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SeqrecError(
+                f"cannot read the explanation file {explain}: {exc}; give a Markdown file"
+            ) from None
     if reference is not None and reference != "none":
         paper_rows(reference)  # an unknown name fails before anything is read or written
     records, notes, info = collect_runs(runs_dir)
@@ -843,6 +860,13 @@ def write_report(
     if reference:
         comparisons, paper_notes = compare_with_paper(summaries, reference)
         notes += paper_notes
+        flagged = sum(c.flagged(k) for c in comparisons for k in c.gap)
+        if flagged and explanation is None:
+            notes.append(
+                f"{flagged} numbers differ from the paper by more than {GAP_FLAG_PCT:g}% and "
+                "none is explained here: write the reasons in a Markdown file and pass it with "
+                "--explain FILE"
+            )
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -891,6 +915,7 @@ def write_report(
         notes=notes,
         comparisons=comparisons,
         reference=reference,
+        explanation=explanation,
     )
     atomic_write_text(out / "report.md", md)
     atomic_write_text(
