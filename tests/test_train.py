@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,8 +61,23 @@ def test_tiny_run_beats_popularity_and_writes_a_complete_folder(tmp_path):
     assert on_disk["test"] == res["test"] and on_disk["best_epoch"] == res["best_epoch"]
     best_valid = max(e["valid"]["ndcg@10"] for e in epochs)
     assert on_disk["valid"]["ndcg@10"] == pytest.approx(best_valid)
+    # the test-set sampling error of every metric: s / sqrt(n) of the per-user values
+    assert set(on_disk["test_se"]) == set(res["test"])
+    assert 0 < on_disk["test_se"]["ndcg@10"] < on_disk["test"]["ndcg@10"]
     # no temp files left behind by atomic writes
     assert not [p for p in run.rglob("*.tmp")]
+
+
+def test_standard_errors_are_sample_std_over_sqrt_n():
+    from seqrec.evaluate import EvalResult
+    from seqrec.train import standard_errors
+
+    values = np.array([0.0, 1.0, 0.5, 0.0])
+    res = EvalResult(metrics={"m": 0.375}, n_examples=4, per_example={"m": values})
+    # sample std: sqrt(sum((v - 0.375)^2) / 3) = sqrt(0.6875 / 3)
+    assert standard_errors(res)["m"] == pytest.approx(np.sqrt(0.6875 / 3) / 2)
+    one = EvalResult(metrics={"m": 1.0}, n_examples=1, per_example={"m": np.array([1.0])})
+    assert np.isnan(standard_errors(one)["m"])
 
 
 def test_same_seed_same_numbers(tmp_path):

@@ -212,6 +212,19 @@ def test_write_report_outputs(tmp_path):
     assert "sasrec-ce-all" in tex
 
 
+def test_runs_table_carries_the_test_standard_errors_where_recorded(tmp_path):
+    root = make_study_runs(tmp_path / "runs")
+    first = sorted(p for p in root.iterdir() if (p / "results.json").is_file())[0]
+    res = json.loads((first / "results.json").read_text())
+    res["test_se"] = {k: 0.01 for k in res["test"]}
+    (first / "results.json").write_text(json.dumps(res))
+    out = write_report(root, plots=False)
+    rows = {r["name"]: r for r in csv.DictReader(out["runs.csv"].open())}
+    assert float(rows[first.name]["test_se_ndcg@10"]) == 0.01
+    others = [r for n, r in rows.items() if n != first.name]
+    assert others and all(r["test_se_ndcg@10"] == "" for r in others)  # older runs: none
+
+
 def test_report_with_one_seed_says_no_test_possible(tmp_path):
     root = make_study_runs(tmp_path / "runs", seeds=(1,))
     out = write_report(root, out_dir=tmp_path / "rep", plots=False)

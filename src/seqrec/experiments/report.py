@@ -501,6 +501,10 @@ def runs_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
             for k in metric_keys:
                 v = got.get(k)
                 row[f"{split}_{k}"] = None if v is None else float(v)
+        se = r.results.get("test_se", {})  # runs trained before it was recorded have none
+        for k in metric_keys:
+            v = se.get(k)
+            row[f"test_se_{k}"] = None if v is None else float(v)
         row["name"] = r.name
         row["run_dir"] = str(r.run_dir)
         rows.append(row)
