@@ -48,6 +48,9 @@ def test_train_json_and_evaluate_agree(monkeypatch, capsys, tmp_path):
     again = json.loads(out)
     assert again["ndcg@10"] == pytest.approx(res["test"]["ndcg@10"], abs=1e-12)
     assert again["hr@10"] == pytest.approx(res["test"]["hr@10"], abs=1e-12)
+    assert again["se"]["ndcg@10"] == pytest.approx(res["test_se"]["ndcg@10"], abs=1e-12)
+    code, out, _ = run_cli(monkeypatch, capsys, "evaluate", str(tmp_path / "r"))
+    assert code == 0 and "standard error over users" in out
 
 
 def test_config_file_and_flags_win(monkeypatch, capsys, tmp_path):

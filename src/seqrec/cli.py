@@ -401,6 +401,7 @@ def evaluate(
     from seqrec.data.datasets import load_dataset
     from seqrec.data.split import make_split
     from seqrec.evaluate import evaluate as run_eval
+    from seqrec.train import standard_errors
 
     if split not in ("valid", "test"):
         raise SeqrecError(f"--split must be valid or test, got '{split}'")
@@ -423,11 +424,14 @@ def evaluate(
         ks=cfg.eval.ks,
         mask_history=cfg.eval.mask_history and not keep_history,
         batch_size=batch_size or cfg.eval.batch_size,
+        per_example=True,
     )
+    se = standard_errors(result)
     if json_out:
-        _print_json({"split": split, "examples": result.n_examples, **result.metrics})
+        _print_json({"split": split, "examples": result.n_examples, **result.metrics, "se": se})
     else:
         typer.echo(f"{split} ({result.n_examples} examples)  {_fmt_metrics(result.metrics)}")
+        typer.echo(f"standard error over users  {_fmt_metrics(se)}")
 
 
 @app.command()
