@@ -42,6 +42,7 @@ Curves = Mapping[str, Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]]
 Getter = Callable[[Mapping[str, Any]], float | None]
 
 FORMATS = ("png", "svg")
+MIN_WIDTH = 8.0  # inches: a one-dataset figure is as wide as its title and legend need
 
 
 def _valid_ndcg10(record: Mapping[str, Any]) -> float | None:
@@ -138,7 +139,8 @@ def plot_curves(
     """
     datasets = list(curves)
     n = max(len(datasets), 1)
-    fig = Figure(figsize=(4.6 * n, 3.8), layout="constrained")
+    # one panel alone still needs room for the title and a legend of up to 4 columns
+    fig = Figure(figsize=(max(4.6 * n, MIN_WIDTH), 3.8), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     colours = _colours(curves)
     handles: dict[str, Any] = {}
@@ -186,7 +188,7 @@ def plot_curves(
     paths = []
     for fmt in FORMATS:
         path = out_stem.with_suffix(f".{fmt}")
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=150, bbox_inches="tight")  # never clip the title or legend
         paths.append(path)
         fig.set_layout_engine("none")  # keep the layout just computed: the next format reuses it
     return paths
