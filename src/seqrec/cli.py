@@ -336,6 +336,7 @@ def train(
         rece_chunks=rece_chunks,
         rece_extra_chunks=rece_extra_chunks,
         rece_rounds=rece_rounds,
+        rece_alpha=rece_alpha,
         diagnostics=diagnostics or None,
         epochs=epochs,
         batch_size=batch_size,
