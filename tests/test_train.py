@@ -69,8 +69,7 @@ def test_tiny_run_beats_popularity_and_writes_a_complete_folder(tmp_path):
 
 
 def test_standard_errors_are_sample_std_over_sqrt_n():
-    from seqrec.evaluate import EvalResult
-    from seqrec.train import standard_errors
+    from seqrec.evaluate import EvalResult, standard_errors
 
     values = np.array([0.0, 1.0, 0.5, 0.0])
     res = EvalResult(metrics={"m": 0.375}, n_examples=4, per_example={"m": values})

@@ -402,7 +402,7 @@ def evaluate(
     from seqrec.data.datasets import load_dataset
     from seqrec.data.split import make_split
     from seqrec.evaluate import evaluate as run_eval
-    from seqrec.train import standard_errors
+    from seqrec.evaluate import standard_errors
 
     if split not in ("valid", "test"):
         raise SeqrecError(f"--split must be valid or test, got '{split}'")

@@ -37,7 +37,7 @@ from seqrec.data.sequences import Split
 from seqrec.data.split import make_split
 from seqrec.diagnostics import validation_diagnostics
 from seqrec.errors import TrainingError
-from seqrec.evaluate import EvalResult, evaluate
+from seqrec.evaluate import evaluate, standard_errors
 from seqrec.io import atomic_write
 from seqrec.losses import build_loss
 from seqrec.losses.base import History, SequenceLoss
@@ -401,18 +401,6 @@ def _fit(
         quiet,
     )
     return TrainResult(run_dir=run_dir, results=results)
-
-
-def standard_errors(result: EvalResult) -> dict[str, float]:
-    """Per metric, the standard error of its mean over the evaluated users, s / √n (sample std
-    s): the test-set sampling noise of one run's number (the same users in every run, so it does
-    not shrink with more seeds). Needs ``per_example`` values; NaN with fewer than 2 users."""
-    assert result.per_example is not None, "evaluate with per_example=True"
-    out = {}
-    for key, values in result.per_example.items():
-        n = len(values)
-        out[key] = float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return out
 
 
 # ---- issue 6: what a non-finite loss leaves behind (said in the error's one line) ----

@@ -104,6 +104,7 @@ def select_runs(planned: list[PlannedRun], only: list[str] | tuple[str, ...]) ->
     matched against the run's label for that axis. Raises SeqrecError for a malformed filter, an
     unknown key, or a value no run has (naming what exists), so a typo never selects nothing."""
     chosen = list(planned)
+    axes = sorted({a for r in planned for a in r.factors})
     for spec in only:
         key, sep, values = spec.partition("=")
         key = key.strip()
@@ -113,7 +114,6 @@ def select_runs(planned: list[PlannedRun], only: list[str] | tuple[str, ...]) ->
                 f"--only {spec!r}: write KEY=VALUE or KEY=VALUE1,VALUE2 "
                 "(e.g. --only dataset=beauty --only loss=ce,bce --only seed=1)"
             )
-        axes = sorted({a for r in planned for a in r.factors})
         if key not in SELECT_KEYS and key not in axes:
             raise SeqrecError(
                 f"--only {spec!r}: unknown key {key!r}; use one of "

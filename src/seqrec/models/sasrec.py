@@ -130,8 +130,10 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, p: float) -> Tenso
     """softmax(q kᵀ / √d_h + mask) v with dropout rate p on the attention weights.
 
     q: (B, H, Lq, d_h); k, v: (B, H, L', d_h); allowed: bool (True = may attend) or an additive
-    float bias, broadcastable to (B, H, Lq, L'). Without dropout this is torch's fused
-    scaled_dot_product_attention; with it, the weights are dropped by the cheaper CPU mask of
+    float bias, broadcastable to (B, H, Lq, L'). Without dropout and with one query per row
+    (the ranking path's last block) this is torch's fused scaled_dot_product_attention, which is
+    quicker there; with several queries the plain softmax below is quicker at SASRec's lengths
+    (measured up to L = 50); with dropout the weights are dropped by the cheaper CPU mask of
     :mod:`seqrec.models.dropout` (the fused kernel would draw them with bernoulli_)."""
     if p == 0.0 and q.shape[2] == 1:  # one query per row: the fused kernel is quicker
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
