@@ -49,9 +49,37 @@ def test_train_json_and_evaluate_agree(monkeypatch, capsys, tmp_path):
     assert again["ndcg@10"] == pytest.approx(res["test"]["ndcg@10"], abs=1e-12)
     assert again["hr@10"] == pytest.approx(res["test"]["hr@10"], abs=1e-12)
     assert again["se"]["ndcg@10"] == pytest.approx(res["test_se"]["ndcg@10"], abs=1e-12)
-    assert again["history_masked"] is True and 0.0 <= again["repeat_target_share"] < 1.0
+    assert again["history"] == "mask" and 0.0 <= again["repeat_target_share"] < 1.0
     code, out, _ = run_cli(monkeypatch, capsys, "evaluate", str(tmp_path / "r"))
     assert code == 0 and "standard error over users" in out
+    by_protocol = {}
+    for flags in (
+        ["--keep-history"],
+        ["--history-protocol", "keep"],
+        ["--history-protocol", "zero"],
+    ):
+        code, out, _ = run_cli(
+            monkeypatch, capsys, "evaluate", str(tmp_path / "r"), "--json", *flags
+        )
+        assert code == 0, out
+        by_protocol[" ".join(flags)] = json.loads(out)
+    keep = by_protocol["--keep-history"]
+    assert keep["history"] == "keep" and by_protocol["--history-protocol zero"]["history"] == "zero"
+    assert by_protocol["--history-protocol keep"]["ndcg@10"] == keep["ndcg@10"]
+    code, _out, err = run_cli(
+        monkeypatch, capsys, "evaluate", str(tmp_path / "r"), "--history-protocol", "masked"
+    )
+    assert code != 0 and "did you mean 'mask'" in err
+    code, _out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "evaluate",
+        str(tmp_path / "r"),
+        "--keep-history",
+        "--history-protocol",
+        "zero",
+    )
+    assert code != 0 and "disagree" in err
 
 
 def test_config_file_and_flags_win(monkeypatch, capsys, tmp_path):

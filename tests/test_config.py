@@ -37,11 +37,25 @@ def test_unknown_key_suggests_closest(overrides, hint):
         ({"model": {"dim": 30, "heads": 4}}, "divisible"),
         ({"train": {"lr": 0}}, "lr must be > 0"),
         ({"model": {"dropout": 1.0}}, "dropout"),
+        ({"eval": {"history": "masked"}}, "eval.history must be one of mask, keep, zero"),
     ],
 )
 def test_validation_messages(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(merge(RunConfig(), overrides))
+
+
+@pytest.mark.parametrize(("legacy", "protocol"), [(True, "mask"), (False, "keep")])
+def test_legacy_mask_history_key_reads_as_history(legacy, protocol):
+    # run folders written before eval.history carry eval.mask_history: they load unchanged
+    cfg = validate(merge(RunConfig(), {"eval": {"mask_history": legacy}}))
+    assert cfg.eval.history == protocol
+    assert validate(merge(RunConfig(), {"eval": {"mask-history": str(legacy)}})) == cfg
+
+
+def test_legacy_and_new_history_keys_together_are_refused():
+    with pytest.raises(ConfigError, match=r"keep only eval\.history"):
+        merge(RunConfig(), {"eval": {"mask_history": False, "history": "zero"}})
 
 
 def test_bad_type_is_clear():

@@ -71,8 +71,9 @@ def random_eval_set(n: int, C: int, seed: int, max_len: int = 12) -> EvalSet:
     return make_eval_set(seqs, targets, C)
 
 
-def naive_reference(model, eval_set: EvalSet, maxlen: int, mask_history: bool):
+def naive_reference(model, eval_set: EvalSet, maxlen: int, history: str):
     """Full score matrix + argsort ranks, Python loops: no shared code with the engine."""
+    assert history in ("mask", "keep", "zero")
     model.eval()
     n = len(eval_set)
     x = torch.zeros(n, maxlen, dtype=torch.long)
@@ -87,10 +88,11 @@ def naive_reference(model, eval_set: EvalSet, maxlen: int, mask_history: bool):
     for j in range(n):
         row = S[j].copy()
         y = int(eval_set.targets[j])
-        if mask_history:
-            for item in eval_set.inputs[j]:
-                if item != y:
-                    row[item - 1] = -np.inf
+        for item in eval_set.inputs[j]:
+            if history == "mask" and item != y:
+                row[item - 1] = -np.inf
+            elif history == "zero":
+                row[item - 1] = 0.0
         order = np.argsort(-row, kind="stable")
         rank.append(int(np.flatnonzero(order == y - 1)[0]) + 1)
         greater.append(int(np.sum(row > row[y - 1])))
@@ -99,8 +101,8 @@ def naive_reference(model, eval_set: EvalSet, maxlen: int, mask_history: bool):
 
 
 @pytest.mark.parametrize("torch_compare", [False, True])  # numpy (CPU) and on-device paths
-@pytest.mark.parametrize("mask_history", [True, False])
-def test_matches_naive_reference(mask_history: bool, torch_compare: bool) -> None:
+@pytest.mark.parametrize("history", ["mask", "keep", "zero"])
+def test_matches_naive_reference(history: str, torch_compare: bool) -> None:
     C, maxlen = 60, 5  # maxlen < some history lengths: truncation is exercised
     model = FakeModel(C)
     es = random_eval_set(80, C, seed=3)
@@ -109,14 +111,19 @@ def test_matches_naive_reference(mask_history: bool, torch_compare: bool) -> Non
         es,
         maxlen=maxlen,
         ks=KS,
-        mask_history=mask_history,
+        history=history,
         batch_size=16,
         _force_torch_compare=torch_compare,
     )
-    g, t, rank = naive_reference(model, es, maxlen, mask_history)
+    g, t, rank = naive_reference(model, es, maxlen, history)
     assert isinstance(res, EvalResult) and res.n_examples == 80
     np.testing.assert_array_equal(res.greater, g)
     np.testing.assert_array_equal(res.ties, t)
+    if history == "zero":  # the zeroed history ties a repeat target: tie-aware metrics
+        assert (t > 0).any()
+        for key, values in rank_metrics(g, t, ks=KS).items():
+            assert res.metrics[key] == pytest.approx(values.mean(), abs=1e-12)
+        return
     assert (t == 0).all()  # random float scores: the argsort rank is the exact rank
     np.testing.assert_array_equal(res.greater + 1, rank)
     for k in KS:
@@ -132,9 +139,11 @@ def test_masking_changes_results() -> None:
     C = 60
     model = FakeModel(C)
     es = random_eval_set(80, C, seed=3)
-    on = evaluate(model, es, maxlen=5, mask_history=True)
-    off = evaluate(model, es, maxlen=5, mask_history=False)
+    on = evaluate(model, es, maxlen=5, history="mask")
+    off = evaluate(model, es, maxlen=5, history="keep")
     assert (on.greater <= off.greater).all() and (on.greater < off.greater).any()
+    zero = evaluate(model, es, maxlen=5, history="zero")
+    assert (zero.greater != on.greater).any() and (zero.greater != off.greater).any()
 
 
 def test_history_masking_by_hand() -> None:
@@ -147,10 +156,36 @@ def test_history_masking_by_hand() -> None:
     # ex 2: 3, 4 masked; 1, 2, 5 outrank 6 -> greater 3.
     np.testing.assert_array_equal(on.greater, [2, 0, 3])
     np.testing.assert_array_equal(on.ties, [0, 0, 0])
-    off = evaluate(model, es, maxlen=10, ks=(1, 3), mask_history=False)
+    off = evaluate(model, es, maxlen=10, ks=(1, 3), history="keep")
     np.testing.assert_array_equal(off.greater, [4, 1, 5])
     assert on.metrics["hr@1"] == pytest.approx(1 / 3)
     assert on.metrics["hr@3"] == pytest.approx(2 / 3)
+
+
+def test_zero_history_by_hand() -> None:
+    # S3-Rec's protocol: history items, a repeat target included, get the score 0
+    model = TableModel([10, 9, 8, 7, 6, 5])
+    es = make_eval_set([[1, 2, 5], [1, 2], [3, 3, 4]], [5, 2, 6], n_items=6)
+    res = evaluate(model, es, maxlen=10, ks=(1, 3), history="zero")
+    # ex 0: 1, 2, 5 -> 0; target 5 now 0: 3, 4, 6 outrank it, 1 and 2 tie it.
+    # ex 1: 1, 2 -> 0; target 2 now 0: 3..6 outrank it, 1 ties it.
+    # ex 2: 3, 4 -> 0; target 6 (5) keeps its score: 1, 2, 5 outrank it.
+    np.testing.assert_array_equal(res.greater, [3, 4, 3])
+    np.testing.assert_array_equal(res.ties, [2, 1, 0])
+    # with negative scores, zeroing lifts history items above the target: not masking
+    neg = TableModel([-1, -2, -3, -4])
+    es = make_eval_set([[4]], [1], n_items=4)
+    res = evaluate(neg, es, maxlen=3, ks=(1,), history="zero")
+    assert (int(res.greater[0]), int(res.ties[0])) == (1, 0)
+    masked = evaluate(neg, es, maxlen=3, ks=(1,), history="mask")
+    assert (int(masked.greater[0]), int(masked.ties[0])) == (0, 0)
+
+
+def test_unknown_history_protocol_is_refused() -> None:
+    model = TableModel([1, 2, 3])
+    es = make_eval_set([[1]], [2], n_items=3)
+    with pytest.raises(ConfigError, match="history must be one of mask, keep, zero"):
+        evaluate(model, es, maxlen=3, history="masked")
 
 
 def test_masked_items_are_not_ties() -> None:
@@ -160,7 +195,7 @@ def test_masked_items_are_not_ties() -> None:
     on = evaluate(model, es, maxlen=3, ks=(1,))
     assert (int(on.greater[0]), int(on.ties[0])) == (0, 1)  # only item 4 ties
     assert on.metrics["hr@1"] == pytest.approx(1 / 2)
-    off = evaluate(model, es, maxlen=3, ks=(1,), mask_history=False)
+    off = evaluate(model, es, maxlen=3, ks=(1,), history="keep")
     assert (int(off.greater[0]), int(off.ties[0])) == (0, 2)
     assert off.metrics["hr@1"] == pytest.approx(1 / 3)
 
@@ -169,11 +204,11 @@ def test_constant_scorer_gets_random_metrics() -> None:
     C = 50
     model = TableModel([0.25] * C)
     es = make_eval_set([[1], [2], [3, 4]], [7, 8, 9], n_items=C)
-    off = evaluate(model, es, maxlen=4, mask_history=False)
+    off = evaluate(model, es, maxlen=4, history="keep")
     for k in KS:
         assert off.metrics[f"hr@{k}"] == pytest.approx(k / C, abs=1e-15)
     np.testing.assert_array_equal(off.ties, [C - 1] * 3)
-    on = evaluate(model, es, maxlen=4, ks=(10,), mask_history=True, per_example=True)
+    on = evaluate(model, es, maxlen=4, ks=(10,), history="mask", per_example=True)
     np.testing.assert_allclose(on.per_example["hr@10"], [10 / 49, 10 / 49, 10 / 48])
 
 
@@ -188,7 +223,7 @@ def test_ties_with_exact_integer_embeddings_match_reference(torch_compare: bool)
         model.pos.copy_(torch.tensor([1.0, 0.0, -1.0, 2.0]))
     es = random_eval_set(50, C, seed=5)
     res = evaluate(model, es, maxlen=6, batch_size=8, _force_torch_compare=torch_compare)
-    g, t, _ = naive_reference(model, es, 6, True)
+    g, t, _ = naive_reference(model, es, 6, "mask")
     np.testing.assert_array_equal(res.greater, g)
     np.testing.assert_array_equal(res.ties, t)
     assert (t > 0).any()
@@ -197,23 +232,21 @@ def test_ties_with_exact_integer_embeddings_match_reference(torch_compare: bool)
         assert res.metrics[key] == pytest.approx(values.mean(), abs=1e-12)
 
 
-@pytest.mark.parametrize("mask_history", [True, False])
-def test_batch_size_and_budget_invariance(mask_history: bool) -> None:
+@pytest.mark.parametrize("history", ["mask", "keep", "zero"])
+def test_batch_size_and_budget_invariance(history: str) -> None:
     C = 70
     model = FakeModel(C, seed=1)
     es = random_eval_set(64 + 9, C, seed=7)
-    base = evaluate(model, es, maxlen=8, mask_history=mask_history, batch_size=len(es))
-    runs = [
-        evaluate(model, es, maxlen=8, mask_history=mask_history, batch_size=bs) for bs in (1, 7, 64)
-    ]
+    base = evaluate(model, es, maxlen=8, history=history, batch_size=len(es))
+    runs = [evaluate(model, es, maxlen=8, history=history, batch_size=bs) for bs in (1, 7, 64)]
     # memory-bounded path: score sub-blocks of 1 row, 3 rows, and a budget below one row
     runs += [
-        evaluate(model, es, maxlen=8, mask_history=mask_history, batch_size=64, score_budget=b)
+        evaluate(model, es, maxlen=8, history=history, batch_size=64, score_budget=b)
         for b in (C, 3 * C + 5, 1)
     ]
     # without the helper thread that ranks block k while block k + 1 is encoded
     runs += [
-        evaluate(model, es, maxlen=8, mask_history=mask_history, batch_size=bs, pipeline=False)
+        evaluate(model, es, maxlen=8, history=history, batch_size=bs, pipeline=False)
         for bs in (5, 64)
     ]
     for r in runs:
@@ -361,6 +394,6 @@ def test_large_catalogue_in_slices_matches_naive_reference(score_budget: int) ->
     model = FakeModel(C, seed=4)
     es = random_eval_set(70, C, seed=11, max_len=30)
     res = evaluate(model, es, maxlen=20, batch_size=70, score_budget=score_budget)
-    g, t, _ = naive_reference(model, es, 20, True)
+    g, t, _ = naive_reference(model, es, 20, "mask")
     np.testing.assert_array_equal(res.greater, g)
     np.testing.assert_array_equal(res.ties, t)

@@ -118,6 +118,23 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _history_option(history: str | None, keep_history: bool) -> str | None:
+    """The --history-protocol asked for (``--keep-history`` is short for ``keep``), or None
+    when neither was given."""
+    from seqrec.config import HISTORY_PROTOCOLS, suggest
+
+    if history is not None and history not in HISTORY_PROTOCOLS:
+        raise SeqrecError(
+            f"--history-protocol must be one of {', '.join(HISTORY_PROTOCOLS)}; got '{history}'"
+            f"{suggest(history, HISTORY_PROTOCOLS)}"
+        )
+    if keep_history:
+        if history not in (None, "keep"):
+            raise SeqrecError(f"--keep-history and --history-protocol {history} disagree; give one")
+        return "keep"
+    return history
+
+
 def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
@@ -259,11 +276,18 @@ def train(
         typer.Option(help="Random seed (same seed, data and config give the same numbers on CPU)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads (default: all cores).")] = None,
-    keep_history: Annotated[
-        bool,
+    history: Annotated[
+        str | None,
         typer.Option(
-            "--keep-history", help="Do not remove the user's own history from the ranking."
+            "--history-protocol",
+            help="The user's own history in the ranking (eval.history): mask (removed, never "
+            "the target; the default), keep, or zero (scored 0, the target too: S3-Rec's code). "
+            "Matters only on data with repeat consumption.",
+            show_default=False,
         ),
+    ] = None,
+    keep_history: Annotated[
+        bool, typer.Option("--keep-history", help="Short for --history-protocol keep.")
     ] = False,
     out_dir: Annotated[
         str | None, typer.Option(help="Where run folders go (default: runs).")
@@ -349,8 +373,9 @@ def train(
         out_dir=out_dir,
         name=name,
     )
-    if keep_history:
-        flags.setdefault("eval", {})["mask_history"] = False
+    protocol = _history_option(history, keep_history)
+    if protocol is not None:
+        flags.setdefault("eval", {})["history"] = protocol
     _deep_update(overrides, flags)
     _deep_update(overrides, _parse_sets(set_ or []))
     if resume is not None:
@@ -380,11 +405,18 @@ def train(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder made by `seqrec train`.")],
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    keep_history: Annotated[
-        bool,
+    history: Annotated[
+        str | None,
         typer.Option(
-            "--keep-history", help="Do not remove the user's own history from the ranking."
+            "--history-protocol",
+            help="The user's own history in the ranking (eval.history): mask (removed, never "
+            "the target; the default), keep, or zero (scored 0, the target too: S3-Rec's code). "
+            "Matters only on data with repeat consumption.",
+            show_default=False,
         ),
+    ] = None,
+    keep_history: Annotated[
+        bool, typer.Option("--keep-history", help="Short for --history-protocol keep.")
     ] = False,
     data_dir: Annotated[
         str | None,
@@ -407,6 +439,7 @@ def evaluate(
     if split not in ("valid", "test"):
         raise SeqrecError(f"--split must be valid or test, got '{split}'")
     cfg = runs.load_run_config(run_dir)
+    protocol = _history_option(history, keep_history) or cfg.eval.history
     if data_dir is not None:
         cfg = replace(cfg, data=replace(cfg.data, data_dir=data_dir))
     model, _meta = runs.load_checkpoint(Path(run_dir) / runs.BEST)
@@ -423,12 +456,11 @@ def evaluate(
         eval_set,
         maxlen=cfg.model.maxlen,
         ks=cfg.eval.ks,
-        mask_history=cfg.eval.mask_history and not keep_history,
+        history=protocol,
         batch_size=batch_size or cfg.eval.batch_size,
         per_example=True,
     )
     se = standard_errors(result)
-    masked = cfg.eval.mask_history and not keep_history
     repeats = float(eval_set.repeat_targets().mean())
     if json_out:
         _print_json(
@@ -437,7 +469,7 @@ def evaluate(
                 "examples": result.n_examples,
                 **result.metrics,
                 "se": se,
-                "history_masked": masked,
+                "history": protocol,
                 "repeat_target_share": repeats,
             }
         )
@@ -445,12 +477,12 @@ def evaluate(
         typer.echo(f"{split} ({result.n_examples} examples)  {_fmt_metrics(result.metrics)}")
         typer.echo(f"standard error over users  {_fmt_metrics(se)}")
         if repeats > 0:
-            how = (
-                "masked (never the target), which favours those repeats; --keep-history ranks "
-                "with the history kept"
-                if masked
-                else "kept in the ranking"
-            )
+            how = {
+                "mask": "masked (never the target), which favours those repeats; "
+                "--history-protocol keep ranks with the history kept",
+                "keep": "kept in the ranking",
+                "zero": "scored 0, those targets too",
+            }[protocol]
             typer.echo(
                 f"note: {repeats:.1%} of the targets are already in their user's history; the "
                 f"history was {how}. Compare with published numbers only under the same protocol."

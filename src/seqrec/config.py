@@ -22,6 +22,7 @@ POOLS = ("all", "not-target", "not-history", "in-batch", "popularity", "shared")
 #: pools whose proposal q is known in closed form, so sampled-softmax can apply logQ
 LOGQ_POOLS = ("all", "not-target", "popularity", "shared")
 CE_IMPLS = ("auto", "fused", "torch", "chunked")
+HISTORY_PROTOCOLS = ("mask", "keep", "zero")  # the user's history in the ranking: seqrec.evaluate
 RESIDUALS = ("query", "input")
 PADDING_KEYS = ("masked", "attend")
 INITS = ("xavier", "freerec")
@@ -110,7 +111,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20)
-    mask_history: bool = True  # remove the user's history (but never the target) from the ranking
+    # the user's own history in the ranking: "mask" removes it (never the target), "keep" leaves
+    # it, "zero" scores it 0, the target included (S3-Rec's code); see seqrec.evaluate
+    history: str = "mask"
     batch_size: int = 1024  # users per encoded block; results do not depend on it
 
 
@@ -184,10 +187,29 @@ def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
     return value
 
 
+def _legacy_eval_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """``eval.mask_history = true/false`` (run folders written before ``eval.history``) read as
+    ``history = "mask"/"keep"``."""
+    legacy = {k for k in values if k.replace("-", "_") == "mask_history"}
+    if not legacy:
+        return values
+    if "history" in values:
+        raise ConfigError(
+            "eval.mask_history and eval.history are both set; keep only eval.history "
+            '("mask", "keep" or "zero")'
+        )
+    out = {k: v for k, v in values.items() if k not in legacy}
+    masked = _coerce("eval", "mask_history", values[legacy.pop()], "bool")
+    out["history"] = "mask" if masked else "keep"
+    return out
+
+
 def _build_section(name: str, values: dict[str, Any], base: Any) -> Any:
     cls = _SECTIONS[name]
     names = {f.name: f for f in fields(cls)}
     updates = {}
+    if name == "eval":
+        values = _legacy_eval_keys(values)
     for key, value in values.items():
         k = key.replace("-", "_")
         if k not in names:
@@ -299,6 +321,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if t.weight_decay < 0:
         raise ConfigError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
     positive("eval.batch_size", e.batch_size)
+    choice("eval.history", e.history, HISTORY_PROTOCOLS)
     if not e.ks or any(k < 1 for k in e.ks):
         raise ConfigError(f"eval.ks must be positive integers, got {list(e.ks)}")
     if "ndcg@10" not in {f"ndcg@{k}" for k in e.ks}:

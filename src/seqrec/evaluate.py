@@ -6,9 +6,12 @@ For each example ``j`` with history ``inputs[j]`` and target ``y_j``:
    state at the last position ``h_j`` (d) is taken;
 2. every item ``i in 1..C`` gets the score ``s_ji = h_j . E_i`` (``E = model.item_embeddings()``;
    item 0, padding, is never a candidate);
-3. with ``mask_history`` on, the items of ``inputs[j]`` get ``-inf`` -- **except the target
-   itself, which is never masked** (this matters on datasets with repeat consumption such as Yelp,
-   where the next item is often already in the history);
+3. the user's own history is handled by one of three protocols (:data:`HISTORY_PROTOCOLS`):
+   ``"mask"`` (default): the items of ``inputs[j]`` get ``-inf`` -- **except the target itself,
+   which is never masked**; ``"keep"``: nothing is changed; ``"zero"``: the items of
+   ``inputs[j]`` get the score 0, **the target included** when it is a repeat (what S3-Rec's
+   evaluation code does, and the code bases built on it). The choice matters only on data with
+   repeat consumption such as Yelp, where the next item is often already in the history;
 4. the target's score ``t_j`` is read from that same score row (never recomputed, so ties are
    consistent), and ``greater_j = #{i : s_ji > t_j}``, ``ties_j = #{i : s_ji == t_j} - 1``;
 5. :mod:`seqrec.metrics` turns (greater, ties) into tie-aware expected HR/NDCG/MRR.
@@ -38,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqrec.config import HISTORY_PROTOCOLS
 from seqrec.data.batching import left_pad
 from seqrec.data.sequences import EvalSet, Sequences
 from seqrec.errors import ConfigError, SeqrecError
@@ -79,16 +83,18 @@ def standard_errors(result: EvalResult) -> dict[str, float]:
 
 
 def _history_cells(
-    seqs: Sequences, rows: np.ndarray, targets: np.ndarray
+    seqs: Sequences, rows: np.ndarray, targets: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every history item to mask in a score block of ``rows``; the target's
-    own cell is left out (the target is never masked). Columns are ``item - 1``."""
+    """(row, column) of every history item in a score block of ``rows``, columns ``item - 1``;
+    with ``targets`` given, the target's own cell is left out (it is never masked)."""
     starts = seqs.offsets[rows]
     n = seqs.offsets[rows + 1] - starts  # (b,)
     total = int(n.sum())
     row_of = np.repeat(np.arange(len(rows)), n)  # (total,)
     src = np.repeat(starts - (np.cumsum(n) - n), n) + np.arange(total)
     items = seqs.items[src].astype(np.int64, copy=False)  # (total,)
+    if targets is None:
+        return row_of, items - 1
     keep = items != targets[row_of]
     return row_of[keep], items[keep] - 1
 
@@ -205,6 +211,7 @@ def _rank_block_cpu(
     mask: tuple[np.ndarray, np.ndarray] | None,  # (rows, cols) of history cells, rows sorted
     slice_rows: int,  # rows scored at a time by each worker
     table_max: float,  # max |item_table|, for the cheap NaN bound
+    fill: float = -np.inf,  # the score the history cells get
 ) -> tuple[np.ndarray, np.ndarray]:
     """(greater, ties) int64[b] for one block on CPU, scored and counted slice by slice.
 
@@ -233,7 +240,7 @@ def _rank_block_cpu(
                 s = scores.numpy()  # (z, C), the same memory
                 if mask is not None:
                     i, j = np.searchsorted(mask[0], (a, a + z))
-                    s[mask[0][i:j] - a, mask[1][i:j]] = -np.inf
+                    s[mask[0][i:j] - a, mask[1][i:j]] = fill
                 t = s[np.arange(z), target_cols[a : a + z]]  # (z,), read from the same row
                 if not np.isfinite(t).all():
                     raise SeqrecError(_INFINITE_TARGET)
@@ -251,6 +258,7 @@ def _rank_block_torch(
     mask: tuple[np.ndarray, np.ndarray] | None,  # (rows, cols) of history cells to mask
     out: Tensor,  # (>= b, C) reused score buffer, same dtype and device as item_table
     table_max: float,  # max |item_table|, for the cheap NaN bound
+    fill: float = -np.inf,  # the score the history cells get
 ) -> tuple[np.ndarray, np.ndarray]:
     """(greater, ties) int64[b] for one score block, compared on the table's device."""
     b = hidden.shape[0]
@@ -259,7 +267,7 @@ def _rank_block_torch(
         raise SeqrecError(_NAN_SCORES)
     dev = scores.device
     if mask is not None:
-        scores[torch.from_numpy(mask[0]).to(dev), torch.from_numpy(mask[1]).to(dev)] = -torch.inf
+        scores[torch.from_numpy(mask[0]).to(dev), torch.from_numpy(mask[1]).to(dev)] = fill
     t = scores.gather(1, torch.from_numpy(target_cols).to(dev)[:, None])  # (b, 1)
     if not torch.isfinite(t).all():
         raise SeqrecError(_INFINITE_TARGET)
@@ -274,7 +282,7 @@ def evaluate(
     *,
     maxlen: int,
     ks: Sequence[int] = DEFAULT_KS,
-    mask_history: bool = True,
+    history: str = "mask",
     batch_size: int = 512,
     per_example: bool = False,
     progress: bool = False,
@@ -289,7 +297,9 @@ def evaluate(
         eval_set: examples (history rows, targets); every history must be non-empty.
         maxlen: how many of the most recent history items the model sees.
         ks: metric cutoffs.
-        mask_history: remove the example's history items (never the target) from the ranking.
+        history: what the example's own history items get in the ranking, one of
+            :data:`HISTORY_PROTOCOLS`: ``"mask"`` removes them (never the target), ``"keep"``
+            leaves them, ``"zero"`` gives them the score 0, the target included.
         batch_size: examples encoded per block; the metrics do not depend on it.
         per_example: also return per-example metric values.
         progress: show a tqdm progress bar.
@@ -301,7 +311,8 @@ def evaluate(
     Naive equivalent (for a small catalogue)::
 
         S = hidden_last @ E[1:].T                    # (n, C)
-        S[j, history_j - 1] = -inf  (except target)  # mask_history
+        S[j, history_j - 1] = -inf  (except target)  # history="mask"
+        S[j, history_j - 1] = 0     (target too)     # history="zero"
         t = S[j, y_j - 1]; greater = (S > t).sum(1); ties = (S == t).sum(1) - 1
     """
     accumulator = MetricAccumulator(ks)
@@ -312,6 +323,11 @@ def evaluate(
     ):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ConfigError(f"evaluate: {name} must be a positive integer, got {value!r}")
+    if history not in HISTORY_PROTOCOLS:
+        raise ConfigError(
+            f"evaluate: history must be one of {', '.join(HISTORY_PROTOCOLS)}, got {history!r}"
+        )
+    fill = 0.0 if history == "zero" else -np.inf
     n = len(eval_set)
     if n == 0:
         raise SeqrecError(
@@ -358,14 +374,19 @@ def evaluate(
                     for sub in range(0, len(rows), rows_per_score):
                         part = rows[sub : sub + rows_per_score]
                         mask = None
-                        if mask_history:
-                            mask = _history_cells(eval_set.inputs, part, targets[part])
+                        if history != "keep":
+                            keep_target = targets[part] if history == "mask" else None
+                            mask = _history_cells(eval_set.inputs, part, keep_target)
                         h = hidden[sub : sub + len(part)]  # (b, d)
                         cols = targets[part] - 1
                         if out is None:
-                            g, t = _rank_block_cpu(h, item_table, cols, mask, slice_rows, table_max)
+                            g, t = _rank_block_cpu(
+                                h, item_table, cols, mask, slice_rows, table_max, fill
+                            )
                         else:
-                            g, t = _rank_block_torch(h, item_table, cols, mask, out, table_max)
+                            g, t = _rank_block_torch(
+                                h, item_table, cols, mask, out, table_max, fill
+                            )
                         greater[part], ties[part] = g, t
                 if bar is not None:
                     bar.update(len(rows))

@@ -311,7 +311,7 @@ def _fit(
     eval_kw = dict(
         maxlen=cfg.model.maxlen,
         ks=cfg.eval.ks,
-        mask_history=cfg.eval.mask_history,
+        history=cfg.eval.history,
         batch_size=cfg.eval.batch_size,
     )
 

@@ -42,7 +42,7 @@ def test_last_two_positions_are_the_test_and_validation_metrics():
     seqs = generate(120, 60, seed=3, mean_length=8)
     split = leave_one_out(seqs)
     model = build_model(ModelConfig(name="sasrec", dim=8, layers=1, maxlen=12), seqs.n_items)
-    kw = dict(maxlen=12, ks=(5, 10), mask_history=True, batch_size=37)
+    kw = dict(maxlen=12, ks=(5, 10), history="mask", batch_size=37)
     res = per_position_metrics(model, seqs, split.test.users, window=6, **kw)
     assert res.offsets.tolist() == [1, 2, 3, 4, 5, 6]
     assert res.n[0] == len(split.test) and res.n[1] == len(split.valid)

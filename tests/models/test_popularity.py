@@ -52,7 +52,7 @@ def test_ranks_by_popularity_by_hand() -> None:
     # ex 1: target 2 is the most popular -> rank 1
     np.testing.assert_array_equal(on.greater, [1, 0])
     np.testing.assert_array_equal(on.ties, [0, 0])
-    off = evaluate(model, es, maxlen=3, ks=(1, 2), mask_history=False)
+    off = evaluate(model, es, maxlen=3, ks=(1, 2), history="keep")
     np.testing.assert_array_equal(off.ties, [1, 0])  # item 1 now ties the target
     assert off.metrics["hr@2"] == pytest.approx((1 / 2 + 1) / 2)
 
@@ -69,5 +69,5 @@ def test_beats_random_on_skewed_data() -> None:
         targets=np.array(draw(300)),
         users=np.arange(300),
     )
-    res = evaluate(PopularityModel.fit(train), es, maxlen=5, ks=(10,), mask_history=False)
+    res = evaluate(PopularityModel.fit(train), es, maxlen=5, ks=(10,), history="keep")
     assert res.metrics["hr@10"] > 3 * 10 / C

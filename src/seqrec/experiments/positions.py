@@ -97,7 +97,7 @@ def per_position_metrics(
     maxlen: int,
     window: int = DEFAULT_WINDOW,
     ks: Sequence[int] = DEFAULT_KS,
-    mask_history: bool = True,
+    history: str = "mask",
     batch_size: int = 512,
 ) -> PositionMetrics:
     """Full-ranking metrics at offsets ``1..window`` from the end of each user's sequence.
@@ -106,7 +106,7 @@ def per_position_metrics(
         model: a trained :class:`~seqrec.models.base.SequentialRecommender`.
         seqs: the users' full sequences (``PreparedDataset.sequences``).
         users: the rows of ``seqs`` to evaluate (e.g. ``split.test.users``).
-        maxlen, ks, mask_history, batch_size: as :func:`seqrec.evaluate.evaluate`.
+        maxlen, ks, history, batch_size: as :func:`seqrec.evaluate.evaluate`.
         window: how many offsets; offsets no user reaches are left out.
     """
     from seqrec.evaluate import evaluate
@@ -123,7 +123,7 @@ def per_position_metrics(
             examples,
             maxlen=maxlen,
             ks=ks,
-            mask_history=mask_history,
+            history=history,
             batch_size=batch_size,
         )
         offsets.append(k)
@@ -159,7 +159,7 @@ def run_positions(run_dir: str | Path, *, window: int = DEFAULT_WINDOW) -> Posit
         maxlen=cfg.model.maxlen,
         window=window,
         ks=cfg.eval.ks,
-        mask_history=cfg.eval.mask_history,
+        history=cfg.eval.history,
         batch_size=cfg.eval.batch_size,
     )
     runs.write_json(run_dir / POSITIONS_FILE, {"window": window, **result.to_json()})
