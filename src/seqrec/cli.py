@@ -510,19 +510,31 @@ def sweep(
         typer.Option(
             help="Run only the runs whose KEY is one of the VALUEs: KEY=VALUE[,VALUE...], "
             "repeatable (all must hold). KEY: dataset, method, model, loss, positions, seed, "
-            "name, or a grid axis such as loss.name. Two sweeps of disjoint parts can share "
-            "one out_dir, e.g. one per core with train.threads = 1.",
+            "name, or a grid axis such as loss.name.",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Runs trained at once, each in its own process with cores/JOBS torch threads "
+            "(unless the study sets train.threads). On a CPU, small models train faster as "
+            "several one-thread runs than as one run on every core.",
+        ),
+    ] = 1,
 ) -> None:
     """Run a study: datasets x models x losses x hyperparameters x seeds, one folder per run.
 
     Resumable: finished runs (those with results.json) are never repeated, and a run that was
     killed mid-way continues from its last completed epoch. Kill it any time and rerun the same
-    command to finish the rest. Then: `seqrec report OUT_DIR`.
+    command to finish the rest. Sweeps of the same study can share one out_dir: each run is
+    locked while it trains, and the others skip it. Then: `seqrec report OUT_DIR`.
 
     Examples:
       seqrec sweep benchmarks/studies/quickstart.toml
+      seqrec sweep benchmarks/studies/li2023.toml --jobs 2
       seqrec sweep benchmarks/studies/xu2024.toml --only dataset=beauty --only seed=1 --dry-run
     """
     from seqrec.experiments.study import load_study
@@ -544,7 +556,9 @@ def sweep(
                 "them; remove those folders (or use another --out-dir) to redo them"
             )
         return
-    dirs = run_sweep(study, quiet=quiet, out_dir=out_dir, data_dir=data_dir, only=only or [])
+    dirs = run_sweep(
+        study, quiet=quiet, out_dir=out_dir, data_dir=data_dir, only=only or [], jobs=jobs
+    )
     root = dirs[0].parent if dirs else out_dir
     typer.echo(f"{len(dirs)} finished runs in {root}; next: seqrec report {root}")
 

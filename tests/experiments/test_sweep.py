@@ -347,3 +347,92 @@ def test_kill_9_at_a_random_point_and_rerun_finishes_only_the_rest(tmp_path, mon
         ours = json.loads((root / r.name / "positions.json").read_text())
         ref = json.loads((tmp_path / "uninterrupted" / r.name / "positions.json").read_text())
         assert ours == ref, why
+
+
+def test_claim_is_exclusive_and_released_when_its_holder_dies(tmp_path):
+    with (
+        sweep_mod.claim(tmp_path, "run-a") as first,
+        sweep_mod.claim(tmp_path, "run-a") as second,
+        sweep_mod.claim(tmp_path, "b") as other,
+    ):
+        assert first and not second and other
+    with sweep_mod.claim(tmp_path, "run-a") as again:
+        assert again
+    # a process holding the lock is killed: the kernel releases it
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from seqrec.experiments.sweep import claim\n"
+            "with claim(Path(sys.argv[1]), 'run-a') as mine:\n"
+            "    print(mine, flush=True)\n"
+            "    time.sleep(60)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
+        with sweep_mod.claim(tmp_path, "run-a") as mine:
+            assert not mine
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with sweep_mod.claim(tmp_path, "run-a") as mine:
+        assert mine
+
+
+def test_a_run_another_sweep_is_training_is_skipped_and_left_to_it(tmp_path, monkeypatch, capsys):
+    fake = FakeFit()
+    monkeypatch.setattr(sweep_mod, "fit", fake)
+    study = write_study(tmp_path)
+    root = tmp_path / "runs"
+    with sweep_mod.claim(root, NAMES[0]) as mine:  # as another sweep training the CE run
+        assert mine
+        done = run_sweep(study, quiet=False)
+    assert fake.calls == [NAMES[1]] and done == [root / NAMES[1]]
+    err = capsys.readouterr().err
+    assert f"{NAMES[0]}: another sweep is training it; skipped" in err
+    assert f"1 run(s) left to the other sweep(s) working in {root}: {NAMES[0]}" in err
+    run_sweep(study, quiet=True)  # that sweep died without finishing it: the next one does
+    assert fake.calls == [NAMES[1], NAMES[0]]
+
+
+def test_jobs_must_be_positive_and_use_seqrecs_own_fit(tmp_path):
+    study = write_study(tmp_path)
+    with pytest.raises(SeqrecError, match="--jobs must be a positive integer"):
+        run_sweep(study, quiet=True, jobs=0)
+    with pytest.raises(SeqrecError, match="own fit"):
+        run_sweep(study, quiet=True, jobs=2, fit_fn=FakeFit())
+
+
+def test_jobs_2_trains_every_run_once_and_equals_a_sequential_sweep(tmp_path):
+    """`seqrec sweep --jobs 2`: two processes share the four runs through their locks; every
+    run is trained exactly once (one metrics line per epoch) and the table equals a
+    one-process sweep's, timings aside."""
+    study = tmp_path / "jobs.toml"
+    study.write_text(KILL_STUDY.replace("OUT", str(tmp_path / "runs")), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    logs = {}
+    for out, jobs in (("runs", "2"), ("sequential", "1")):
+        command = [sys.executable, "-m", "seqrec.cli", "sweep", str(study), "--jobs", jobs]
+        proc = subprocess.run(
+            [*command, "--out-dir", str(tmp_path / out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+        logs[out] = proc.stderr
+    assert "4 to run, 2 at a time" in logs["runs"] and "all 4 runs finished" in logs["runs"]
+    root = tmp_path / "runs"
+    planned = load_study(study).runs()
+    for r in planned:
+        assert is_finished(root / r.name)
+        assert [m["epoch"] for m in read_metrics(root / r.name)] == [1, 2, 3], r.name
+        assert (root / r.name / "positions.json").is_file()
+    assert _table(root) == _table(tmp_path / "sequential")

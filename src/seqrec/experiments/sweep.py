@@ -19,15 +19,23 @@ Resumability rules (a run folder is ``out_dir/<run name>``, names are determinis
 
 ``out_dir/sweep.json`` records the study and the labels of every run (dataset, method, seed)
 for :mod:`seqrec.experiments.report`.
+
+Several sweeps may share one ``out_dir`` (``--jobs N`` starts N of them, or run one per
+terminal): a run is trained only by the sweep holding its lock, ``out_dir/.locks/<name>.lock``
+(an exclusive ``flock``, which the kernel releases when its process dies, so a killed sweep
+never leaves a run locked). The others skip it and take the next run.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +47,37 @@ from seqrec.experiments.positions import POSITIONS_FILE
 from seqrec.experiments.study import PlannedRun, Study, load_study
 from seqrec.train import fit
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one sweep per out_dir there
+    fcntl = None  # type: ignore[assignment]
+
 MANIFEST = "sweep.json"
 INCOMPLETE = ".incomplete"
+LOCKS = ".locks"
+
+
+@contextmanager
+def claim(out_dir: Path, name: str) -> Iterator[bool]:
+    """Hold the run's lock for the block: yields True if this process has it, False if another
+    sweep is working on the run. The lock is an exclusive non-blocking ``flock`` on
+    ``out_dir/.locks/<name>.lock``, released on exit and by the kernel if the process dies.
+    Without ``fcntl`` (Windows) every claim succeeds."""
+    if fcntl is None:
+        yield True
+        return
+    path = Path(out_dir) / LOCKS / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -245,10 +282,11 @@ class _Display:
     and under it the current run and epoch. Elsewhere one plain line per run on stderr;
     nothing when quiet."""
 
-    def __init__(self, total: int, done: int, quiet: bool) -> None:
+    def __init__(self, total: int, done: int, quiet: bool, prefix: str = "") -> None:
         self.quiet = quiet
+        self.prefix = prefix  # before every plain line (a --jobs worker's name)
         self.live: Any = None
-        if not quiet and sys.stderr.isatty():
+        if not quiet and not prefix and sys.stderr.isatty():
             from rich.console import Console, Group
             from rich.live import Live
             from rich.progress import (
@@ -284,16 +322,19 @@ class _Display:
         if self.live is not None:
             self.live.console.print(msg, markup=False, highlight=False)
         else:
-            print(msg, file=sys.stderr, flush=True)
+            print(self.prefix + msg, file=sys.stderr, flush=True)
 
-    def update(self, status: str, eta: float | str | None = "keep", advance: int = 0) -> None:
-        """Show ``status`` under the bar; ``eta`` in seconds, None (unknown) or "keep"."""
+    def update(
+        self, status: str, eta: float | str | None = "keep", completed: int | None = None
+    ) -> None:
+        """Show ``status`` under the bar; ``eta`` in seconds, None (unknown) or "keep";
+        ``completed``: runs finished so far (None: unchanged)."""
         if self.live is None:
             return
         if isinstance(eta, str):  # "keep": leave the ETA shown
-            self.progress.update(self.task, advance=advance)
+            self.progress.update(self.task, completed=completed)
         else:
-            self.progress.update(self.task, eta=fmt_seconds(eta), advance=advance)
+            self.progress.update(self.task, eta=fmt_seconds(eta), completed=completed)
         self.status = self._text(f"  {status}", overflow="ellipsis", no_wrap=True)
         self.live.update(self._group(self.progress, self.status))
 
@@ -311,6 +352,8 @@ def run_sweep(
     fit_fn: Callable[..., Any] | None = None,
     positions_fn: Callable[..., Any] | None = None,
     only: list[str] | tuple[str, ...] = (),
+    jobs: int = 1,
+    _worker: str = "",
 ) -> list[Path]:
     """Run every unfinished run of the study in order; return the folders of all finished runs.
 
@@ -324,14 +367,25 @@ def run_sweep(
         positions_fn: the per-position evaluation (default
             :func:`seqrec.experiments.positions.run_positions`; tests substitute it).
         only: ``KEY=VALUE[,VALUE...]`` filters (:func:`select_runs`): run only the matching
-            runs. The manifest still lists the whole study, so sweeps of disjoint parts (for
-            instance one per core, each run on one thread) can share one ``out_dir``.
+            runs. The manifest still lists the whole study.
+        jobs: runs trained at once, each in its own process (this one and ``jobs - 1`` started
+            for the sweep) with ``cores // jobs`` torch threads unless the study sets
+            ``train.threads``. The processes share the runs through their locks
+            (:func:`claim`); the default ``fit_fn``/``positions_fn`` only.
+        _worker: set in the processes ``jobs`` starts: their name, before each output line.
 
     A run killed mid-way resumes from its last completed epoch (see the module docstring).
     A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
     :class:`SeqrecError` lists the failures (their folders are kept and retried on the next
-    sweep). Interrupting (Ctrl-C) leaves the current run unfinished; rerun to continue.
+    sweep). Interrupting (Ctrl-C) leaves the current runs unfinished; rerun to continue. A run
+    another sweep is training (its lock is held) is skipped and left to that sweep.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SeqrecError(f"--jobs must be a positive integer, got {jobs!r}")
+    if jobs > 1 and (fit_fn is not None or positions_fn is not None):
+        raise SeqrecError("run_sweep: jobs > 1 trains in other processes with seqrec's own fit")
+    if jobs > 1 and fcntl is None:
+        raise SeqrecError("--jobs > 1 needs file locks (fcntl), which this system lacks")
     study = load_study(study_path)
     if out_dir is not None:
         study = replace(study, out_dir=Path(out_dir))
@@ -350,20 +404,39 @@ def run_sweep(
             )
             for r in planned
         ]
+    parallel = jobs if not _worker else int(os.environ.get(_JOBS_ENV, "1"))
+    if parallel > 1:  # share the cores: each run gets its part unless the study says otherwise
+        per_run = max(1, (os.cpu_count() or 1) // parallel)
+        planned = [
+            r
+            if r.config.train.threads is not None
+            else replace(
+                r, config=replace(r.config, train=replace(r.config.train, threads=per_run))
+            )
+            for r in planned
+        ]
     selected = select_runs(planned, only)
     study.out_dir.mkdir(parents=True, exist_ok=True)
     durations = _check_finished_configs(selected, study.out_dir)
     write_manifest(study, planned)
     planned = selected
 
+    def finished_count() -> int:
+        return sum(is_finished(study.out_dir / r.name) for r in planned)
+
     todo = [r for r in planned if not is_finished(study.out_dir / r.name)]
     total = len(planned)
-    display = _Display(total, total - len(todo), quiet)
-    display.say(
-        f"study {study.name}: {total} runs in {study.out_dir} "
-        f"({total - len(todo)} already finished, {len(todo)} to run)"
-    )
+    display = _Display(total, total - len(todo), quiet, prefix=f"[{_worker}] " if _worker else "")
+    if not _worker:
+        display.say(
+            f"study {study.name}: {total} runs in {study.out_dir} "
+            f"({total - len(todo)} already finished, {len(todo)} to run"
+            + (f", {jobs} at a time" if jobs > 1 else "")
+            + ")"
+        )
+    workers = _start_workers(study_path, study.out_dir, data_dir, only, jobs) if jobs > 1 else []
     failures: list[str] = []
+    skipped: list[str] = []  # runs another sweep held when this one came to them
 
     def add_positions(run: PlannedRun) -> None:
         """positions.json for a finished run that lacks it (a failure is reported, not fatal)."""
@@ -378,64 +451,164 @@ def run_sweep(
             display.say(f"FAILED per-position metrics of {run.name}: {exc}")
 
     session: list[float] = []  # durations measured in this process (preferred for the ETA)
+
+    def eta(remaining: int, elapsed: float = 0.0) -> float | None:
+        left = eta_seconds(session or durations, remaining, elapsed)
+        return None if left is None else left / parallel
+
+    parent = os.getppid()
     try:
         for run in planned:  # finished earlier, killed before their per-position metrics
             if is_finished(study.out_dir / run.name):
-                add_positions(run)
+                with claim(study.out_dir, run.name) as mine:
+                    if mine:
+                        add_positions(run)
         for i, run in enumerate(todo):
+            if _worker and os.getppid() != parent:
+                break  # the sweep that started this worker is gone: take no new run
             run_dir = study.out_dir / run.name
-            resume, message = prepare_unfinished(run, run_dir, study.out_dir)
-            if message:
-                display.say(message)
             remaining = len(todo) - i
-            start = time.perf_counter()
+            with claim(study.out_dir, run.name) as mine:
+                if not mine:
+                    skipped.append(run.name)
+                    if not workers and not _worker:
+                        display.say(f"{run.name}: another sweep is training it; skipped")
+                    continue
+                if is_finished(run_dir):  # another sweep finished it after this one started
+                    add_positions(run)
+                    continue
+                resume, message = prepare_unfinished(run, run_dir, study.out_dir)
+                if message:
+                    display.say(message)
+                start = time.perf_counter()
 
-            def on_epoch(
-                record: dict[str, Any],
-                name: str = run.name,
-                t0: float = start,
-                epochs: int = run.config.train.epochs,
-                remaining: int = remaining,
-            ) -> None:
-                valid = record.get("valid", {}).get("ndcg@10")
-                txt = f"{name} epoch {record['epoch']}/{epochs}"
-                if valid is not None:
-                    txt += f" ndcg@10 {valid:.4f}"
-                elapsed = time.perf_counter() - t0
-                display.update(txt, eta_seconds(session or durations, remaining, elapsed))
+                def on_epoch(
+                    record: dict[str, Any],
+                    name: str = run.name,
+                    t0: float = start,
+                    epochs: int = run.config.train.epochs,
+                    remaining: int = remaining,
+                ) -> None:
+                    valid = record.get("valid", {}).get("ndcg@10")
+                    txt = f"{name} epoch {record['epoch']}/{epochs}"
+                    if valid is not None:
+                        txt += f" ndcg@10 {valid:.4f}"
+                    if workers:
+                        txt += f" (+ {len(workers)} other job{'s' * (len(workers) > 1)})"
+                    display.update(txt, eta(remaining, time.perf_counter() - t0))
 
-            display.update(f"{run.name} starting", eta_seconds(session or durations, remaining))
-            try:
-                result = train(
-                    run.config,
-                    quiet=True,
-                    on_epoch=on_epoch,
-                    resume_dir=run_dir if resume else None,
-                )
-            except SeqrecError as exc:
-                failures.append(f"{run.name}: {exc}")
-                display.say(f"FAILED {run.name}: {exc}")
-                display.update(run.name + " failed", None, advance=1)
-                continue
-            add_positions(run)
+                display.update(f"{run.name} starting", eta(remaining))
+                try:
+                    result = train(
+                        run.config,
+                        quiet=True,
+                        on_epoch=on_epoch,
+                        resume_dir=run_dir if resume else None,
+                    )
+                except SeqrecError as exc:
+                    failures.append(f"{run.name}: {exc}")
+                    display.say(f"FAILED {run.name}: {exc}")
+                    display.update(run.name + " failed", None, completed=finished_count())
+                    continue
+                add_positions(run)
             seconds = time.perf_counter() - start
             if not resume:  # a resumed run's time is only its remainder: not a fair estimate
                 session.append(seconds)
             test = result.results.get("test", {})
-            done = total - len(todo) + i + 1
-            eta = eta_seconds(session or durations, remaining - 1)
+            done = finished_count()
+            left = eta(total - done)
             display.say(
                 f"[{done}/{total}] {run.name}: test ndcg@10 {test.get('ndcg@10', float('nan')):.4f} "
                 f"in {fmt_seconds(seconds)}{' (resumed)' if resume else ''}; "
-                f"ETA {fmt_seconds(eta)}"
+                f"ETA {fmt_seconds(left)}"
             )
-            display.update("", eta, advance=1)
+            display.update("", left, completed=done)
+        if workers:
+            display.update(f"waiting for {len(workers)} other job(s) to finish their runs")
+            failures += _join_workers(workers, display, finished_count)
     finally:
+        for proc in workers:  # interrupted or failed: stop the other jobs (their runs resume)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(30)
         display.close()
     if failures:
         raise SeqrecError(
             f"{len(failures)} of {total} runs failed (rerun the sweep to retry them): "
             + " | ".join(failures)
         )
-    display.say(f"study {study.name}: all {total} runs finished in {study.out_dir}")
+    left_to_others = [n for n in skipped if not is_finished(study.out_dir / n)]
+    if _worker:
+        return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]
+    if left_to_others:
+        display.say(
+            f"study {study.name}: {len(left_to_others)} run(s) left to the other sweep(s) "
+            f"working in {study.out_dir}: {', '.join(left_to_others)}"
+        )
+    else:
+        display.say(f"study {study.name}: all {total} runs finished in {study.out_dir}")
     return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]
+
+
+_JOBS_ENV = "SEQREC_SWEEP_JOBS"  # set in the workers --jobs starts: how many share the cores
+
+
+def _worker_main(
+    study_path: str, out_dir: str, data_dir: str | None, only: list[str], name: str, jobs: int
+) -> None:
+    """Body of one --jobs worker process: a sweep of the same runs, taking whichever is free."""
+    os.environ[_JOBS_ENV] = str(jobs)
+    try:
+        run_sweep(study_path, out_dir=out_dir, data_dir=data_dir, only=only, _worker=name)
+    except SeqrecError as exc:
+        print(f"[{name}] {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _start_workers(
+    study_path: str | Path,
+    out_dir: Path,
+    data_dir: str | Path | None,
+    only: list[str] | tuple[str, ...],
+    jobs: int,
+) -> list[Any]:
+    """Start ``jobs - 1`` worker processes (spawned: a clean interpreter each, no forked torch
+    thread pools). Each walks the same runs and trains those whose lock it gets."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for k in range(1, jobs):
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(
+                str(study_path),
+                str(out_dir),
+                None if data_dir is None else str(data_dir),
+                list(only),
+                f"job {k + 1}",
+                jobs,
+            ),
+            name=f"seqrec-sweep-job-{k + 1}",
+        )
+        proc.start()
+        procs.append(proc)
+    return procs
+
+
+def _join_workers(
+    procs: list[Any], display: _Display, finished_count: Callable[[], int]
+) -> list[str]:
+    """Wait for the workers, keeping the bar's count current; their failures as messages."""
+    failures = []
+    while any(p.is_alive() for p in procs):
+        for p in procs:
+            p.join(2.0)
+        display.update(
+            f"waiting for {sum(p.is_alive() for p in procs)} other job(s)",
+            completed=finished_count(),
+        )
+    for p in procs:
+        if p.exitcode:
+            failures.append(f"{p.name} exited with code {p.exitcode} (its errors are above)")
+    return failures
