@@ -118,6 +118,21 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+HistoryProtocolOption = Annotated[
+    str | None,
+    typer.Option(
+        "--history-protocol",
+        help="The user's own history in the ranking: mask (removed, never the target), keep, "
+        "or zero (scored 0, the target too: S3-Rec's code). Default: the config's "
+        "eval.history (mask unless set). Matters only on data with repeat consumption.",
+        show_default=False,
+    ),
+]
+KeepHistoryOption = Annotated[
+    bool, typer.Option("--keep-history", help="Short for --history-protocol keep.")
+]
+
+
 def _history_option(history: str | None, keep_history: bool) -> str | None:
     """The --history-protocol asked for (``--keep-history`` is short for ``keep``), or None
     when neither was given."""
@@ -276,19 +291,8 @@ def train(
         typer.Option(help="Random seed (same seed, data and config give the same numbers on CPU)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads (default: all cores).")] = None,
-    history: Annotated[
-        str | None,
-        typer.Option(
-            "--history-protocol",
-            help="The user's own history in the ranking (eval.history): mask (removed, never "
-            "the target; the default), keep, or zero (scored 0, the target too: S3-Rec's code). "
-            "Matters only on data with repeat consumption.",
-            show_default=False,
-        ),
-    ] = None,
-    keep_history: Annotated[
-        bool, typer.Option("--keep-history", help="Short for --history-protocol keep.")
-    ] = False,
+    history: HistoryProtocolOption = None,
+    keep_history: KeepHistoryOption = False,
     out_dir: Annotated[
         str | None, typer.Option(help="Where run folders go (default: runs).")
     ] = None,
@@ -405,19 +409,8 @@ def train(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder made by `seqrec train`.")],
     split: Annotated[str, typer.Option(help="valid or test.")] = "test",
-    history: Annotated[
-        str | None,
-        typer.Option(
-            "--history-protocol",
-            help="The user's own history in the ranking (eval.history): mask (removed, never "
-            "the target; the default), keep, or zero (scored 0, the target too: S3-Rec's code). "
-            "Matters only on data with repeat consumption.",
-            show_default=False,
-        ),
-    ] = None,
-    keep_history: Annotated[
-        bool, typer.Option("--keep-history", help="Short for --history-protocol keep.")
-    ] = False,
+    history: HistoryProtocolOption = None,
+    keep_history: KeepHistoryOption = False,
     data_dir: Annotated[
         str | None,
         typer.Option(help="Folder of named datasets (default: the run's, then $SEQREC_DATA_DIR)."),
