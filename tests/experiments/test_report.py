@@ -212,9 +212,29 @@ def test_write_report_outputs(tmp_path):
     assert "**0.1250 ± 0.0071**" in md
     assert "+57.1% (p=0." in md  # (0.33 - 0.21) / 0.21
     assert "![valid_ndcg_vs_time](plots/valid_ndcg_vs_time.png)" in md
+    # every dataset says how its runs ranked the user's history (all default here)
+    assert md.count("User's history in the ranking: masked (`mask`") == 2
     tex = out["report.tex"].read_text()
     assert "\\textbf{0.3300 $\\pm$ 0.0424}" in tex and "\\begin{tabular}" in tex
     assert "sasrec-ce-all" in tex
+
+
+def test_report_says_which_history_protocol_each_dataset_used(tmp_path):
+    from seqrec.experiments.report import history_protocols
+
+    root = tmp_path / "runs"
+    for seed, history in ((1, "zero"), (2, "zero"), (3, "keep")):
+        name = f"run-seed{seed}"
+        cfg = tiny_config(
+            eval={"history": history}, train={"seed": seed}, name=name, out_dir=str(root)
+        )
+        fake_run(root / name, cfg, metrics(0.2))
+    records, _notes, _ = collect_runs(root)
+    assert history_protocols(records) == {
+        "synthetic": "**mixed**: kept (`keep`) in 1 runs, scored 0, a repeat target included "
+        "(`zero`, S3-Rec's code) in 2 runs"
+    }
+    assert "**mixed**: kept" in write_report(root)["report.md"].read_text()
 
 
 def test_runs_table_carries_the_test_standard_errors_where_recorded(tmp_path):

@@ -38,6 +38,7 @@ import math
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -620,6 +621,30 @@ def _cell(s: Summary, metric: str) -> str:
     return f"{m:.4f}" if math.isnan(sd) else f"{m:.4f} ± {sd:.4f}"
 
 
+HISTORY_TEXT = {
+    "mask": "masked (`mask`: removed, never the target)",
+    "keep": "kept (`keep`)",
+    "zero": "scored 0, a repeat target included (`zero`, S3-Rec's code)",
+}
+
+
+def history_protocols(records: Sequence[RunRecord]) -> dict[str, str]:
+    """Per dataset, how its runs ranked the user's own history (``eval.history``), as text; a
+    dataset whose runs differ lists each protocol with its runs' count."""
+    by_dataset: dict[str, Counter[str]] = {}
+    for r in records:
+        by_dataset.setdefault(r.dataset, Counter())[r.config.eval.history] += 1
+    out = {}
+    for ds, counts in by_dataset.items():
+        if len(counts) == 1:
+            out[ds] = HISTORY_TEXT[next(iter(counts))]
+        else:
+            out[ds] = "**mixed**: " + ", ".join(
+                f"{HISTORY_TEXT[k]} in {n} runs" for k, n in sorted(counts.items())
+            )
+    return out
+
+
 def render_markdown(
     summaries: Sequence[Summary],
     metrics: Sequence[str],
@@ -634,10 +659,12 @@ def render_markdown(
     comparisons: Sequence[PaperComparison] = (),
     reference: str | None = None,
     explanation: str | None = None,
+    protocols: Mapping[str, str] | None = None,
 ) -> str:
-    """The Markdown report: per dataset the results table, the comparison with the baseline,
-    and (with ``comparisons``) our numbers beside the paper's; then the authors' explanation of
-    the gaps and findings (``explanation``, Markdown, as given), the plots and notes."""
+    """The Markdown report: per dataset the evaluation protocol (``protocols``, from
+    :func:`history_protocols`), the results table, the comparison with the baseline, and (with
+    ``comparisons``) our numbers beside the paper's; then the authors' explanation of the gaps
+    and findings (``explanation``, Markdown, as given), the plots and notes."""
     lines = [
         f"# {title}",
         "",
@@ -657,6 +684,8 @@ def render_markdown(
         rows = [s for s in summaries if s.dataset == ds]
         best = {k: best_methods(rows, k) for k in metrics}
         lines += [f"## {ds}", ""]
+        if protocols and ds in protocols:
+            lines += [f"User's history in the ranking: {protocols[ds]}.", ""]
         head = ["method", "seeds", *(_name(k) for k in metrics), "best epoch", "train s"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in rows:
@@ -939,6 +968,7 @@ def write_report(
         comparisons=comparisons,
         reference=reference,
         explanation=explanation,
+        protocols=history_protocols(records),
     )
     atomic_write_text(out / "report.md", md)
     atomic_write_text(
