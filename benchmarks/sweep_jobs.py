@@ -9,7 +9,9 @@ folder, timed from launch to exit:
 * ``jobsN-threads1``: ``--jobs N`` (N = cores), N runs at a time on one thread each.
 
 The variants are interleaved round by round, so slow drift of the machine hits them alike;
-ratios are taken within a round. Each variant must reproduce the same test metrics as the
+ratios are taken within a round. To explain the result, the script also measures how the cores
+scale: the matmul throughput of one one-thread process alone, and of N such processes at once
+(on virtual machines, "cores" are often hyperthreads that share one physical core). Each variant must reproduce the same test metrics as the
 others with the same thread count (checked, not assumed). Writes
 benchmarks/results/sweep_jobs.{json,md}.
 
@@ -60,6 +62,30 @@ def sweep(study: Path, out: Path, jobs: int, data_dir: str) -> float:
     return seconds
 
 
+MATMUL_LOOP = """
+import sys, time, torch
+torch.set_num_threads(1)
+a, b = torch.randn(512, 512), torch.randn(512, 512)
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < float(sys.argv[1]):
+    a @ b
+    n += 1
+print(n / (time.perf_counter() - t0))
+"""
+
+
+def core_scaling(processes: int, seconds: float = 8.0) -> float:
+    """Total 512x512 float32 matmuls per second of ``processes`` one-thread processes run at
+    once."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MATMUL_LOOP, str(seconds)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(processes)
+    ]
+    return sum(float(p.communicate()[0]) for p in procs)
+
+
 def test_ndcg(out: Path) -> dict[str, float]:
     return {
         d.name: json.loads((d / "results.json").read_text())["test"]["ndcg@10"]
@@ -78,6 +104,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     facts = machine()
     runs_per_study = len(tomllib.loads(STUDY.read_text())["seeds"]) * 4
+    alone = core_scaling(1)
+    together = core_scaling(cores)
+    print(f"matmul/s: one process {alone:.0f}, {cores} at once {together:.0f}", flush=True)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="seqrec-sweep-jobs-") as tmp_name:
         tmp = Path(tmp_name)
@@ -111,6 +140,8 @@ def main() -> None:
         "runs_per_sweep": runs_per_study,
         "rounds": rounds,
         "speedup_vs_one_run_on_all_cores": ratio,
+        "matmul_per_s_one_process": alone,
+        f"matmul_per_s_{cores}_processes": together,
     }
     lines = [
         "# Sweep wall time: how the cores are shared (`seqrec sweep --jobs`)",
@@ -130,6 +161,11 @@ def main() -> None:
         "",
         "The one-thread runs gave the same test NDCG@10, run for run, with and without "
         "`--jobs` (checked by the script).",
+        "",
+        f"How the cores scale: one one-thread process does {alone:.0f} 512×512 matmuls/s; "
+        f"{cores} at once do {together:.0f}/s together, {together / alone:.2f}× one "
+        f"(ideal {cores}×), measured once before the sweeps. A shared host's speed drifts "
+        "from minute to minute, so compare the variants within a round.",
         "",
     ]
     js, md = write_result("sweep_jobs", payload, "\n".join(lines))

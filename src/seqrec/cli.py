@@ -513,8 +513,9 @@ def sweep(
             "-j",
             min=1,
             help="Runs trained at once, each in its own process with cores/JOBS torch threads "
-            "(unless the study sets train.threads). On a CPU, small models train faster as "
-            "several one-thread runs than as one run on every core.",
+            "(unless the study sets train.threads). Small models often use several cores "
+            "poorly, so parallel runs can finish a study sooner: measure on your machine "
+            "(benchmarks/sweep_jobs.py).",
         ),
     ] = 1,
 ) -> None:
