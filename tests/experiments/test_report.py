@@ -234,7 +234,10 @@ def test_report_says_which_history_protocol_each_dataset_used(tmp_path):
         "synthetic": "**mixed**: kept (`keep`) in 1 runs, scored 0, a repeat target included "
         "(`zero`, S3-Rec's code) in 2 runs"
     }
-    assert "**mixed**: kept" in write_report(root)["report.md"].read_text()
+    written = write_report(root)
+    assert "**mixed**: kept" in written["report.md"].read_text()
+    tex = written["report.tex"].read_text()
+    assert "mixed: user's history kept in 1 runs, user's history scored 0 (S3-Rec's code)" in tex
 
 
 def test_runs_table_carries_the_test_standard_errors_where_recorded(tmp_path):

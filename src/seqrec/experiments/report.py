@@ -628,19 +628,28 @@ HISTORY_TEXT = {
 }
 
 
-def history_protocols(records: Sequence[RunRecord]) -> dict[str, str]:
-    """Per dataset, how its runs ranked the user's own history (``eval.history``), as text; a
-    dataset whose runs differ lists each protocol with its runs' count."""
+HISTORY_LATEX = {
+    "mask": "user's history masked",
+    "keep": "user's history kept",
+    "zero": "user's history scored 0 (S3-Rec's code)",
+}
+
+
+def history_protocols(
+    records: Sequence[RunRecord], texts: Mapping[str, str] = HISTORY_TEXT
+) -> dict[str, str]:
+    """Per dataset, how its runs ranked the user's own history (``eval.history``), as
+    ``texts`` words it; a dataset whose runs differ lists each protocol with its runs' count."""
     by_dataset: dict[str, Counter[str]] = {}
     for r in records:
         by_dataset.setdefault(r.dataset, Counter())[r.config.eval.history] += 1
     out = {}
     for ds, counts in by_dataset.items():
         if len(counts) == 1:
-            out[ds] = HISTORY_TEXT[next(iter(counts))]
+            out[ds] = texts[next(iter(counts))]
         else:
             out[ds] = "**mixed**: " + ", ".join(
-                f"{HISTORY_TEXT[k]} in {n} runs" for k, n in sorted(counts.items())
+                f"{texts[k]} in {n} runs" for k, n in sorted(counts.items())
             )
     return out
 
@@ -803,8 +812,10 @@ def render_latex(
     *,
     baseline: str | None,
     comparisons: Sequence[PaperComparison] = (),
+    protocols: Mapping[str, str] | None = None,
 ) -> str:
-    """One booktabs table per dataset: mean $\\pm$ std, best in bold, dagger for p < ALPHA;
+    """One booktabs table per dataset: mean $\\pm$ std, best in bold, dagger for p < ALPHA, the
+    history protocol (``protocols``) in the caption;
     with ``comparisons`` one more table of ours against the paper (double dagger: gap above
     GAP_FLAG_PCT percent)."""
     out = [
@@ -817,6 +828,8 @@ def render_latex(
             f"{latex_escape(ds)}: test metrics at the best validation epoch, mean $\\pm$ std over "
             "seeds; best in bold"
         )
+        if protocols and ds in protocols:
+            caption += f"; {latex_escape(protocols[ds].replace('**', ''))}"
         if baseline:
             caption += (
                 f"; $^\\dagger$ $p<{ALPHA}$ in a paired t-test over seeds against "
@@ -973,7 +986,13 @@ def write_report(
     atomic_write_text(out / "report.md", md)
     atomic_write_text(
         out / "report.tex",
-        render_latex(summaries, metrics, baseline=baseline, comparisons=comparisons),
+        render_latex(
+            summaries,
+            metrics,
+            baseline=baseline,
+            comparisons=comparisons,
+            protocols=history_protocols(records, HISTORY_LATEX),
+        ),
     )
     written["report.md"] = out / "report.md"
     written["report.tex"] = out / "report.tex"
