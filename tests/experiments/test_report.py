@@ -240,6 +240,28 @@ def test_report_says_which_history_protocol_each_dataset_used(tmp_path):
     assert "mixed: user's history kept in 1 runs, user's history scored 0 (S3-Rec's code)" in tex
 
 
+def test_report_names_cells_with_fewer_seeds_than_planned_and_cells_not_run(tmp_path):
+    from seqrec.experiments.report import coverage_notes
+
+    root = make_study_runs(tmp_path / "runs")
+    records, _notes, _ = collect_runs(root)
+    assert coverage_notes(root, records) == []  # everything the manifest plans is there
+    for name in (
+        "small-sasrec-ce-all-seed2",
+        "large-sasrec-bce-all-seed1",
+        "large-sasrec-bce-all-seed2",
+    ):
+        (root / name / "results.json").unlink()
+    records, _notes, _ = collect_runs(root)
+    want = [
+        "1 cell(s) have fewer seeds than the study plans: small sasrec-ce-all: 1 of 2 (seed 1)",
+        "not run yet on large: sasrec-bce-all",
+    ]
+    assert coverage_notes(root, records) == want
+    md = write_report(root, baseline="ce")["report.md"].read_text()
+    assert all(f"- {note}" in md for note in want)
+
+
 def test_runs_table_carries_the_test_standard_errors_where_recorded(tmp_path):
     root = make_study_runs(tmp_path / "runs")
     first = sorted(p for p in root.iterdir() if (p / "results.json").is_file())[0]

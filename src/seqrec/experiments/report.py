@@ -206,6 +206,45 @@ def find_run_dirs(runs_dir: str | Path) -> list[Path]:
     return _folders_holding(root, runs.RESULTS)
 
 
+def coverage_notes(runs_dir: str | Path, records: Sequence[RunRecord]) -> list[str]:
+    """What the sweeps under ``runs_dir`` planned (their ``sweep.json``) and the report lacks:
+    one note naming the cells (dataset, method) with fewer finished seeds than planned, and one
+    per dataset listing the cells with none. Empty without a manifest or when all is there."""
+    finished = {r.run_dir for r in records}
+    planned: dict[tuple[str, str], list[int]] = {}
+    done: dict[tuple[str, str], list[int]] = {}
+    for folder in _folders_holding(Path(runs_dir), "sweep.json"):
+        entries = _manifest_entries(folder, {})
+        for name, e in entries.items():
+            if name.startswith("__"):
+                continue
+            try:
+                key, seed = (str(e["dataset"]), str(e["method"])), int(e["seed"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            planned.setdefault(key, []).append(seed)
+            if folder / name in finished:
+                done.setdefault(key, []).append(seed)
+    fewer = [
+        f"{ds} {method}: {len(done[(ds, method)])} of {len(seeds)} "
+        f"(seed {', '.join(map(str, sorted(done[(ds, method)])))})"
+        for (ds, method), seeds in planned.items()
+        if 0 < len(done.get((ds, method), [])) < len(seeds)
+    ]
+    notes = []
+    if fewer:
+        notes.append(
+            f"{len(fewer)} cell(s) have fewer seeds than the study plans: " + "; ".join(fewer)
+        )
+    missing: dict[str, list[str]] = {}
+    for ds, method in planned:
+        if not done.get((ds, method)):
+            missing.setdefault(ds, []).append(method)
+    for ds, methods in missing.items():
+        notes.append(f"not run yet on {ds}: {', '.join(methods)}")
+    return notes
+
+
 def unfinished_run_dirs(runs_dir: str | Path) -> list[tuple[Path, int]]:
     """(folder, last epoch logged) of every run under ``runs_dir`` that has started (it has a
     metrics.jsonl) but not finished (no results.json): running, killed or waiting to resume."""
@@ -920,7 +959,7 @@ def write_report(
     if reference == "none":
         reference = None
     summaries, metrics, more_notes = summarize(records, baseline)
-    notes = [*notes, *more_notes]
+    notes = [*coverage_notes(runs_dir, records), *notes, *more_notes]
     comparisons: list[PaperComparison] = []
     if reference:
         comparisons, paper_notes = compare_with_paper(summaries, reference)
