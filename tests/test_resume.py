@@ -121,6 +121,18 @@ def test_resume_of_a_finished_or_missing_run_is_refused(tmp_path: Path) -> None:
         resume(tmp_path / "nowhere", quiet=True)
 
 
+def test_resume_of_a_run_a_sweep_is_training_is_refused(tmp_path: Path) -> None:
+    run_dir = fit(config(tmp_path, "busy", epochs=2), quiet=True).run_dir
+    results = json.loads((run_dir / runs.RESULTS).read_text())
+    (run_dir / runs.RESULTS).unlink()  # as if killed after its last epoch
+    with runs.claim(tmp_path, "busy") as mine:  # a sweep holds the run's lock
+        assert mine
+        with pytest.raises(TrainingError, match=r"being trained by a sweep .*busy\.lock"):
+            resume(run_dir, quiet=True)
+    again = resume(run_dir, quiet=True)  # the lock is free again
+    assert again.results["test"] == results["test"]
+
+
 def test_torn_checkpoint_is_refused_not_mistaken_for_a_good_one(tmp_path: Path) -> None:
     """A kill between writing the weights and model.json leaves weights of one epoch next to
     the description of another: loading refuses it (the weights' hash is in model.json)."""

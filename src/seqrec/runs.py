@@ -20,6 +20,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,36 @@ METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 ENVIRONMENT = "environment.json"
 BEST = "best"
+LOCKS = ".locks"  # in a runs folder: one lock file per run being trained (see claim)
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one sweep per out_dir there
+    fcntl = None  # type: ignore[assignment]
+CAN_LOCK = fcntl is not None
+
+
+@contextmanager
+def claim(out_dir: Path, name: str) -> Iterator[bool]:
+    """Hold the run's lock for the block: yields True if this process has it, False if another
+    sweep is working on the run. The lock is an exclusive non-blocking ``flock`` on
+    ``out_dir/.locks/<name>.lock``, released on exit and by the kernel if the process dies.
+    Without ``fcntl`` (Windows) every claim succeeds."""
+    if fcntl is None:
+        yield True
+        return
+    path = Path(out_dir) / LOCKS / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def default_run_name(cfg: RunConfig) -> str:

@@ -425,9 +425,17 @@ def _kept_after_failure(run_dir: Path, state: LoopState, model: SequentialRecomm
 
 
 def resume(run_dir: Path, *, progress: bool | None = None, quiet: bool = False) -> TrainResult:
-    """Continue a killed run from its last completed epoch (same folder, same config)."""
+    """Continue a killed run from its last completed epoch (same folder, same config). Refused
+    while a sweep is training the run (it holds the run's lock, :func:`seqrec.runs.claim`)."""
     run_dir = Path(run_dir)
     cfg = runs.load_run_config(run_dir)
     if (run_dir / runs.RESULTS).exists():
         raise TrainingError(f"run {run_dir} is already finished (it has {runs.RESULTS})")
-    return fit(cfg, progress=progress, quiet=quiet, resume_dir=run_dir)
+    with runs.claim(run_dir.parent, run_dir.name) as mine:
+        if not mine:
+            raise TrainingError(
+                f"run {run_dir} is being trained by a sweep (it holds "
+                f"{run_dir.parent / runs.LOCKS / (run_dir.name + '.lock')}); let that sweep "
+                "finish it, or stop it and resume then"
+            )
+        return fit(cfg, progress=progress, quiet=quiet, resume_dir=run_dir)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cli_runner import run_cli
+from seqrec import runs
 from seqrec.config import RunConfig, to_toml
 from seqrec.errors import SeqrecError, TrainingError
 from seqrec.experiments import sweep as sweep_mod
@@ -351,12 +352,12 @@ def test_kill_9_at_a_random_point_and_rerun_finishes_only_the_rest(tmp_path, mon
 
 def test_claim_is_exclusive_and_released_when_its_holder_dies(tmp_path):
     with (
-        sweep_mod.claim(tmp_path, "run-a") as first,
-        sweep_mod.claim(tmp_path, "run-a") as second,
-        sweep_mod.claim(tmp_path, "b") as other,
+        runs.claim(tmp_path, "run-a") as first,
+        runs.claim(tmp_path, "run-a") as second,
+        runs.claim(tmp_path, "b") as other,
     ):
         assert first and not second and other
-    with sweep_mod.claim(tmp_path, "run-a") as again:
+    with runs.claim(tmp_path, "run-a") as again:
         assert again
     # a process holding the lock is killed: the kernel releases it
     holder = subprocess.Popen(
@@ -365,7 +366,7 @@ def test_claim_is_exclusive_and_released_when_its_holder_dies(tmp_path):
             "-c",
             "import sys, time\n"
             "from pathlib import Path\n"
-            "from seqrec.experiments.sweep import claim\n"
+            "from seqrec.runs import claim\n"
             "with claim(Path(sys.argv[1]), 'run-a') as mine:\n"
             "    print(mine, flush=True)\n"
             "    time.sleep(60)\n",
@@ -376,12 +377,12 @@ def test_claim_is_exclusive_and_released_when_its_holder_dies(tmp_path):
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
-        with sweep_mod.claim(tmp_path, "run-a") as mine:
+        with runs.claim(tmp_path, "run-a") as mine:
             assert not mine
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with sweep_mod.claim(tmp_path, "run-a") as mine:
+    with runs.claim(tmp_path, "run-a") as mine:
         assert mine
 
 
@@ -390,7 +391,7 @@ def test_a_run_another_sweep_is_training_is_skipped_and_left_to_it(tmp_path, mon
     monkeypatch.setattr(sweep_mod, "fit", fake)
     study = write_study(tmp_path)
     root = tmp_path / "runs"
-    with sweep_mod.claim(root, NAMES[0]) as mine:  # as another sweep training the CE run
+    with runs.claim(root, NAMES[0]) as mine:  # as another sweep training the CE run
         assert mine
         done = run_sweep(study, quiet=False)
     assert fake.calls == [NAMES[1]] and done == [root / NAMES[1]]

@@ -21,9 +21,10 @@ Resumability rules (a run folder is ``out_dir/<run name>``, names are determinis
 for :mod:`seqrec.experiments.report`.
 
 Several sweeps may share one ``out_dir`` (``--jobs N`` starts N of them, or run one per
-terminal): a run is trained only by the sweep holding its lock, ``out_dir/.locks/<name>.lock``
-(an exclusive ``flock``, which the kernel releases when its process dies, so a killed sweep
-never leaves a run locked). The others skip it and take the next run.
+terminal): a run is trained only by the sweep holding its lock (:func:`seqrec.runs.claim`:
+``out_dir/.locks/<name>.lock``, an exclusive ``flock``, which the kernel releases when its
+process dies, so a killed sweep never leaves a run locked). The others skip it and take the
+next run.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -45,39 +45,11 @@ from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
 from seqrec.experiments.positions import POSITIONS_FILE
 from seqrec.experiments.study import PlannedRun, Study, load_study
+from seqrec.runs import claim
 from seqrec.train import fit
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; one sweep per out_dir there
-    fcntl = None  # type: ignore[assignment]
 
 MANIFEST = "sweep.json"
 INCOMPLETE = ".incomplete"
-LOCKS = ".locks"
-
-
-@contextmanager
-def claim(out_dir: Path, name: str) -> Iterator[bool]:
-    """Hold the run's lock for the block: yields True if this process has it, False if another
-    sweep is working on the run. The lock is an exclusive non-blocking ``flock`` on
-    ``out_dir/.locks/<name>.lock``, released on exit and by the kernel if the process dies.
-    Without ``fcntl`` (Windows) every claim succeeds."""
-    if fcntl is None:
-        yield True
-        return
-    path = Path(out_dir) / LOCKS / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -384,7 +356,7 @@ def run_sweep(
         raise SeqrecError(f"--jobs must be a positive integer, got {jobs!r}")
     if jobs > 1 and (fit_fn is not None or positions_fn is not None):
         raise SeqrecError("run_sweep: jobs > 1 trains in other processes with seqrec's own fit")
-    if jobs > 1 and fcntl is None:
+    if jobs > 1 and not runs.CAN_LOCK:
         raise SeqrecError("--jobs > 1 needs file locks (fcntl), which this system lacks")
     study = load_study(study_path)
     if out_dir is not None:
