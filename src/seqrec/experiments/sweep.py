@@ -326,6 +326,7 @@ def run_sweep(
     only: list[str] | tuple[str, ...] = (),
     jobs: int = 1,
     _worker: str = "",
+    _shared_by: int = 1,
 ) -> list[Path]:
     """Run every unfinished run of the study in order; return the folders of all finished runs.
 
@@ -344,7 +345,8 @@ def run_sweep(
             for the sweep) with ``cores // jobs`` torch threads unless the study sets
             ``train.threads``. The processes share the runs through their locks
             (:func:`claim`); the default ``fit_fn``/``positions_fn`` only.
-        _worker: set in the processes ``jobs`` starts: their name, before each output line.
+        _worker, _shared_by: set in the processes ``jobs`` starts: their name (before each
+            output line) and how many processes share the cores.
 
     A run killed mid-way resumes from its last completed epoch (see the module docstring).
     A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
@@ -376,7 +378,7 @@ def run_sweep(
             )
             for r in planned
         ]
-    parallel = jobs if not _worker else int(os.environ.get(_JOBS_ENV, "1"))
+    parallel = _shared_by if _worker else jobs
     if parallel > 1:  # share the cores: each run gets its part unless the study says otherwise
         per_run = max(1, (os.cpu_count() or 1) // parallel)
         planned = [
@@ -522,16 +524,14 @@ def run_sweep(
     return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]
 
 
-_JOBS_ENV = "SEQREC_SWEEP_JOBS"  # set in the workers --jobs starts: how many share the cores
-
-
 def _worker_main(
     study_path: str, out_dir: str, data_dir: str | None, only: list[str], name: str, jobs: int
 ) -> None:
     """Body of one --jobs worker process: a sweep of the same runs, taking whichever is free."""
-    os.environ[_JOBS_ENV] = str(jobs)
     try:
-        run_sweep(study_path, out_dir=out_dir, data_dir=data_dir, only=only, _worker=name)
+        run_sweep(
+            study_path, out_dir=out_dir, data_dir=data_dir, only=only, _worker=name, _shared_by=jobs
+        )
     except SeqrecError as exc:
         print(f"[{name}] {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
