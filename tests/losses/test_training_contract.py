@@ -23,14 +23,19 @@ from seqrec.train import item_counts, seed_everything, train_one_epoch
 
 DATA = {"dataset": "synthetic", "synthetic_users": 400, "synthetic_items": 100, "synthetic_seed": 3}
 
-#: per-loss settings where the defaults learn too slowly for a few tiny epochs (none yet).
-SETTINGS: dict[str, dict] = {}
+#: per-loss settings where the defaults learn too slowly for a few tiny epochs. The pointwise
+#: losses that *sum* their negatives (nce, neg) drown the positive term when K = 8 of this
+#: set's 100 items are drawn at every position (8% of the catalogue; Xu et al. draw 100 of
+#: 12-20k, under 1%): with K = 8, neg stays at the popularity level for 20 epochs on SASRec;
+#: with K = 2 (2%) both learn, more slowly than bce or ce, hence more epochs.
+SUMMED = {"epochs": (12, 20), "loss": {"negatives": 2}}
+SETTINGS: dict[str, dict] = {"nce": SUMMED, "neg": SUMMED}
 
-#: known gap (open): the pointwise losses with summed negatives and a fixed shift or weight
-#: (nce's log(C/K) - c with c = 10, neg, gbce's β) do not reliably beat popularity on this tiny
-#: set within a few epochs (tried K = 8/32, lr 0.005-0.02, up to 16/20 epochs, nce c = 1/3).
-#: Xu et al. report NCE's early plateau; not strict, since some combinations do pass.
-SLOW = {"nce", "neg", "gbce"}
+#: known gaps (open), as (loss, model): gbce (t = 0.75) weights its positive term by β ≈ 0.26
+#: here and still sits at the popularity level after 12 epochs with K = 2 (0.29 against 0.31 on
+#: SASRec; 0.36 after 20); tried K = 2/4/8/32, lr 0.005-0.02. nce on GRU4Rec reaches 0.31 (all)
+#: and 0.25 (last) with K = 2, where SASRec passes. Not strict: some combinations pass.
+SLOW = {("gbce", "gru4rec"), ("gbce", "sasrec"), ("nce", "gru4rec")}
 EPOCHS = (4, 10)  # (positions all, positions last): "last" trains one position per sequence
 
 
@@ -48,18 +53,12 @@ def popularity_ndcg(split):
 
 @pytest.mark.parametrize("positions", ["all", "last"])
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-@pytest.mark.parametrize(
-    "loss_name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason="learns too slowly here", strict=False))
-        if n in SLOW
-        else n
-        for n in sorted(LOSSES)
-    ],
-)
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
 def test_every_loss_model_and_positions_beats_popularity(
-    split, popularity_ndcg, loss_name, model_name, positions
+    request, split, popularity_ndcg, loss_name, model_name, positions
 ):
+    if (loss_name, model_name) in SLOW:  # still run: an unexpected pass is reported
+        request.applymarker(pytest.mark.xfail(reason="learns too slowly here", strict=False))
     extra = SETTINGS.get(loss_name, {})
     epochs = extra.get("epochs", EPOCHS)[positions == "last"]
     cfg = validate(
