@@ -437,3 +437,29 @@ def test_jobs_2_trains_every_run_once_and_equals_a_sequential_sweep(tmp_path):
         assert [m["epoch"] for m in read_metrics(root / r.name)] == [1, 2, 3], r.name
         assert (root / r.name / "positions.json").is_file()
     assert _table(root) == _table(tmp_path / "sequential")
+
+
+def test_a_jobs_worker_tells_the_first_process_what_it_trains(tmp_path, monkeypatch, capsys):
+    """A --jobs worker prints nothing itself: its status and its lines go on the queue, for the
+    first process to show (status under the bar, lines above it as "[job 2] ...")."""
+    import queue
+
+    monkeypatch.setattr(sweep_mod, "fit", FakeFit())
+    statuses: queue.Queue = queue.Queue()
+    run_sweep(write_study(tmp_path), _worker="job 2", _shared_by=2, _status=statuses)
+    said = []
+    while not statuses.empty():
+        said.append(statuses.get_nowait())
+    status = [text for _, kind, text in said if kind == "status"]
+    lines = [text for _, kind, text in said if kind == "say"]
+    assert {name for name, _, _ in said} == {"job 2"}
+    assert status == [
+        f"{NAMES[0]} starting",
+        f"{NAMES[0]} epoch 1/1 ndcg@10 0.2000",
+        f"{NAMES[1]} starting",
+        f"{NAMES[1]} epoch 1/1 ndcg@10 0.2000",
+        "done",
+    ]
+    assert lines[0].startswith(f"[1/2] {NAMES[0]}: test ndcg@10 0.3000")
+    assert lines[1].startswith(f"[2/2] {NAMES[1]}")
+    assert capsys.readouterr().err == ""

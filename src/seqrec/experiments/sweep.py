@@ -29,9 +29,11 @@ next run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import shutil
 import sys
 import time
@@ -257,6 +259,8 @@ class _Display:
     def __init__(self, total: int, done: int, quiet: bool, prefix: str = "") -> None:
         self.quiet = quiet
         self.prefix = prefix  # before every plain line (a --jobs worker's name)
+        self.extra: Callable[[], str] | None = None  # more status lines (the other jobs)
+        self.forward: Callable[[str], None] | None = None  # say() sends here instead (workers)
         self.live: Any = None
         if not quiet and not prefix and sys.stderr.isatty():
             from rich.console import Console, Group
@@ -289,6 +293,9 @@ class _Display:
             self.live.start()
 
     def say(self, msg: str) -> None:
+        if self.forward is not None:
+            self.forward(msg)
+            return
         if self.quiet:
             return
         if self.live is not None:
@@ -307,7 +314,11 @@ class _Display:
             self.progress.update(self.task, completed=completed)
         else:
             self.progress.update(self.task, eta=fmt_seconds(eta), completed=completed)
-        self.status = self._text(f"  {status}", overflow="ellipsis", no_wrap=True)
+        text = f"  {status}"
+        more = self.extra() if self.extra is not None else ""
+        if more:
+            text += "\n" + more
+        self.status = self._text(text, overflow="ellipsis", no_wrap=True)
         self.live.update(self._group(self.progress, self.status))
 
     def close(self) -> None:
@@ -327,6 +338,7 @@ def run_sweep(
     jobs: int = 1,
     _worker: str = "",
     _shared_by: int = 1,
+    _status: Any = None,
 ) -> list[Path]:
     """Run every unfinished run of the study in order; return the folders of all finished runs.
 
@@ -345,8 +357,9 @@ def run_sweep(
             for the sweep) with ``cores // jobs`` torch threads unless the study sets
             ``train.threads``. The processes share the runs through their locks
             (:func:`claim`); the default ``fit_fn``/``positions_fn`` only.
-        _worker, _shared_by: set in the processes ``jobs`` starts: their name (before each
-            output line) and how many processes share the cores.
+        _worker, _shared_by, _status: set in the processes ``jobs`` starts: their name (before
+            each output line), how many processes share the cores, and the queue on which they
+            tell the first process what they are training.
 
     A run killed mid-way resumes from its last completed epoch (see the module docstring).
     A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
@@ -408,7 +421,38 @@ def run_sweep(
             + (f", {jobs} at a time" if jobs > 1 else "")
             + ")"
         )
-    workers = _start_workers(study_path, study.out_dir, data_dir, only, jobs) if jobs > 1 else []
+    workers, statuses = (
+        _start_workers(study_path, study.out_dir, data_dir, only, jobs) if jobs > 1 else ([], None)
+    )
+    others: dict[str, str] = {}  # job name -> its current status
+
+    def drain() -> None:
+        """Take the other jobs' messages: print their lines, keep their latest status."""
+        while statuses is not None:
+            try:
+                name, kind, text = statuses.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            if kind == "say":
+                display.say(f"[{name}] {text}")
+            else:
+                others[name] = text
+
+    def others_text() -> str:
+        drain()
+        return "\n".join(f"  {name}: {text}" for name, text in sorted(others.items()))
+
+    display.extra = others_text if workers else None
+
+    def tell(text: str, kind: str = "status") -> None:
+        """A worker's status or output line, for the first process (never blocks or fails)."""
+        if _status is not None:
+            with contextlib.suppress(queue.Full, OSError, ValueError):
+                _status.put_nowait((_worker, kind, text))
+
+    if _status is not None:  # a worker prints through the first process's display
+        display.forward = lambda msg: tell(msg, "say")
+
     failures: list[str] = []
     skipped: list[str] = []  # runs another sweep held when this one came to them
 
@@ -439,6 +483,8 @@ def run_sweep(
                         add_positions(run)
         for i, run in enumerate(todo):
             if _worker and os.getppid() != parent:
+                if _status is not None:  # nobody reads the queue now: exit without flushing it
+                    _status.cancel_join_thread()
                 break  # the sweep that started this worker is gone: take no new run
             run_dir = study.out_dir / run.name
             remaining = len(todo) - i
@@ -467,10 +513,11 @@ def run_sweep(
                     txt = f"{name} epoch {record['epoch']}/{epochs}"
                     if valid is not None:
                         txt += f" ndcg@10 {valid:.4f}"
-                    if workers:
-                        txt += f" (+ {len(workers)} other job{'s' * (len(workers) > 1)})"
+                    tell(txt)
+                    drain()
                     display.update(txt, eta(remaining, time.perf_counter() - t0))
 
+                tell(f"{run.name} starting")
                 display.update(f"{run.name} starting", eta(remaining))
                 try:
                     result = train(
@@ -496,10 +543,13 @@ def run_sweep(
                 f"in {fmt_seconds(seconds)}{' (resumed)' if resume else ''}; "
                 f"ETA {fmt_seconds(left)}"
             )
+            drain()
             display.update("", left, completed=done)
+        tell("done")
         if workers:
             display.update(f"waiting for {len(workers)} other job(s) to finish their runs")
-            failures += _join_workers(workers, display, finished_count)
+            failures += _join_workers(workers, display, finished_count, drain)
+            drain()  # the last lines the workers sent before they ended
     finally:
         for proc in workers:  # interrupted or failed: stop the other jobs (their runs resume)
             if proc.is_alive():
@@ -525,15 +575,28 @@ def run_sweep(
 
 
 def _worker_main(
-    study_path: str, out_dir: str, data_dir: str | None, only: list[str], name: str, jobs: int
+    study_path: str,
+    out_dir: str,
+    data_dir: str | None,
+    only: list[str],
+    name: str,
+    jobs: int,
+    statuses: Any,
 ) -> None:
     """Body of one --jobs worker process: a sweep of the same runs, taking whichever is free."""
     try:
         run_sweep(
-            study_path, out_dir=out_dir, data_dir=data_dir, only=only, _worker=name, _shared_by=jobs
+            study_path,
+            out_dir=out_dir,
+            data_dir=data_dir,
+            only=only,
+            _worker=name,
+            _shared_by=jobs,
+            _status=statuses,
         )
     except SeqrecError as exc:
-        print(f"[{name}] {exc}", file=sys.stderr, flush=True)
+        with contextlib.suppress(queue.Full, OSError, ValueError):
+            statuses.put_nowait((name, "say", str(exc)))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -545,10 +608,12 @@ def _start_workers(
     data_dir: str | Path | None,
     only: list[str] | tuple[str, ...],
     jobs: int,
-) -> list[Any]:
+) -> tuple[list[Any], Any]:
     """Start ``jobs - 1`` worker processes (spawned: a clean interpreter each, no forked torch
-    thread pools). Each walks the same runs and trains those whose lock it gets."""
+    thread pools). Each walks the same runs and trains those whose lock it gets, and puts
+    ``(its name, what it is doing)`` on the returned queue."""
     ctx = multiprocessing.get_context("spawn")
+    statuses = ctx.Queue()
     procs = []
     for k in range(1, jobs):
         proc = ctx.Process(
@@ -560,22 +625,28 @@ def _start_workers(
                 list(only),
                 f"job {k + 1}",
                 jobs,
+                statuses,
             ),
             name=f"seqrec-sweep-job-{k + 1}",
         )
         proc.start()
         procs.append(proc)
-    return procs
+    return procs, statuses
 
 
 def _join_workers(
-    procs: list[Any], display: _Display, finished_count: Callable[[], int]
+    procs: list[Any],
+    display: _Display,
+    finished_count: Callable[[], int],
+    drain: Callable[[], None],
 ) -> list[str]:
-    """Wait for the workers, keeping the bar's count current; their failures as messages."""
+    """Wait for the workers, printing what they send and keeping the bar's count current;
+    their failures as messages."""
     failures = []
     while any(p.is_alive() for p in procs):
+        drain()  # read before joining: a worker ends only once its messages are taken
         for p in procs:
-            p.join(2.0)
+            p.join(1.0)
         display.update(
             f"waiting for {sum(p.is_alive() for p in procs)} other job(s)",
             completed=finished_count(),
