@@ -446,7 +446,7 @@ def test_a_jobs_worker_tells_the_first_process_what_it_trains(tmp_path, monkeypa
 
     monkeypatch.setattr(sweep_mod, "fit", FakeFit())
     statuses: queue.Queue = queue.Queue()
-    run_sweep(write_study(tmp_path), _worker="job 2", _shared_by=2, _status=statuses)
+    run_sweep(write_study(tmp_path), _worker=sweep_mod.WorkerRole("job 2", 2, statuses))
     said = []
     while not statuses.empty():
         said.append(statuses.get_nowait())

@@ -675,10 +675,11 @@ HISTORY_LATEX = {
 
 
 def history_protocols(
-    records: Sequence[RunRecord], texts: Mapping[str, str] = HISTORY_TEXT
+    records: Sequence[RunRecord], texts: Mapping[str, str] = HISTORY_TEXT, mixed: str = "**mixed**"
 ) -> dict[str, str]:
     """Per dataset, how its runs ranked the user's own history (``eval.history``), as
-    ``texts`` words it; a dataset whose runs differ lists each protocol with its runs' count."""
+    ``texts`` words it; a dataset whose runs differ says ``mixed`` and lists each protocol with
+    its runs' count."""
     by_dataset: dict[str, Counter[str]] = {}
     for r in records:
         by_dataset.setdefault(r.dataset, Counter())[r.config.eval.history] += 1
@@ -687,7 +688,7 @@ def history_protocols(
         if len(counts) == 1:
             out[ds] = texts[next(iter(counts))]
         else:
-            out[ds] = "**mixed**: " + ", ".join(
+            out[ds] = f"{mixed}: " + ", ".join(
                 f"{texts[k]} in {n} runs" for k, n in sorted(counts.items())
             )
     return out
@@ -868,7 +869,7 @@ def render_latex(
             "seeds; best in bold"
         )
         if protocols and ds in protocols:
-            caption += f"; {latex_escape(protocols[ds].replace('**', ''))}"
+            caption += f"; {latex_escape(protocols[ds])}"
         if baseline:
             caption += (
                 f"; $^\\dagger$ $p<{ALPHA}$ in a paired t-test over seeds against "
@@ -1030,7 +1031,7 @@ def write_report(
             metrics,
             baseline=baseline,
             comparisons=comparisons,
-            protocols=history_protocols(records, HISTORY_LATEX),
+            protocols=history_protocols(records, HISTORY_LATEX, mixed="mixed"),
         ),
     )
     written["report.md"] = out / "report.md"

@@ -38,7 +38,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -256,13 +256,12 @@ class _Display:
     and under it the current run and epoch. Elsewhere one plain line per run on stderr;
     nothing when quiet."""
 
-    def __init__(self, total: int, done: int, quiet: bool, prefix: str = "") -> None:
+    def __init__(self, total: int, done: int, quiet: bool, live: bool = True) -> None:
         self.quiet = quiet
-        self.prefix = prefix  # before every plain line (a --jobs worker's name)
         self.extra: Callable[[], str] | None = None  # more status lines (the other jobs)
         self.forward: Callable[[str], None] | None = None  # say() sends here instead (workers)
         self.live: Any = None
-        if not quiet and not prefix and sys.stderr.isatty():
+        if not quiet and live and sys.stderr.isatty():
             from rich.console import Console, Group
             from rich.live import Live
             from rich.progress import (
@@ -301,7 +300,7 @@ class _Display:
         if self.live is not None:
             self.live.console.print(msg, markup=False, highlight=False)
         else:
-            print(self.prefix + msg, file=sys.stderr, flush=True)
+            print(msg, file=sys.stderr, flush=True)
 
     def update(
         self, status: str, eta: float | str | None = "keep", completed: int | None = None
@@ -336,9 +335,7 @@ def run_sweep(
     positions_fn: Callable[..., Any] | None = None,
     only: list[str] | tuple[str, ...] = (),
     jobs: int = 1,
-    _worker: str = "",
-    _shared_by: int = 1,
-    _status: Any = None,
+    _worker: WorkerRole | None = None,
 ) -> list[Path]:
     """Run every unfinished run of the study in order; return the folders of all finished runs.
 
@@ -357,9 +354,7 @@ def run_sweep(
             for the sweep) with ``cores // jobs`` torch threads unless the study sets
             ``train.threads``. The processes share the runs through their locks
             (:func:`claim`); the default ``fit_fn``/``positions_fn`` only.
-        _worker, _shared_by, _status: set in the processes ``jobs`` starts: their name (before
-            each output line), how many processes share the cores, and the queue on which they
-            tell the first process what they are training.
+        _worker: set in the processes ``jobs`` starts (:class:`WorkerRole`).
 
     A run killed mid-way resumes from its last completed epoch (see the module docstring).
     A run that fails (e.g. a NaN loss) is reported and the sweep goes on; afterwards a
@@ -391,7 +386,7 @@ def run_sweep(
             )
             for r in planned
         ]
-    parallel = _shared_by if _worker else jobs
+    parallel = _worker.shared_by if _worker else jobs
     if parallel > 1:  # share the cores: each run gets its part unless the study says otherwise
         per_run = max(1, (os.cpu_count() or 1) // parallel)
         planned = [
@@ -413,7 +408,7 @@ def run_sweep(
 
     todo = [r for r in planned if not is_finished(study.out_dir / r.name)]
     total = len(planned)
-    display = _Display(total, total - len(todo), quiet, prefix=f"[{_worker}] " if _worker else "")
+    display = _Display(total, total - len(todo), quiet, live=_worker is None)
     if not _worker:
         display.say(
             f"study {study.name}: {total} runs in {study.out_dir} "
@@ -446,11 +441,11 @@ def run_sweep(
 
     def tell(text: str, kind: str = "status") -> None:
         """A worker's status or output line, for the first process (never blocks or fails)."""
-        if _status is not None:
+        if _worker is not None:
             with contextlib.suppress(queue.Full, OSError, ValueError):
-                _status.put_nowait((_worker, kind, text))
+                _worker.statuses.put_nowait((_worker.name, kind, text))
 
-    if _status is not None:  # a worker prints through the first process's display
+    if _worker is not None:  # a worker prints through the first process's display
         display.forward = lambda msg: tell(msg, "say")
 
     failures: list[str] = []
@@ -483,8 +478,7 @@ def run_sweep(
                         add_positions(run)
         for i, run in enumerate(todo):
             if _worker and os.getppid() != parent:
-                if _status is not None:  # nobody reads the queue now: exit without flushing it
-                    _status.cancel_join_thread()
+                _worker.statuses.cancel_join_thread()  # nobody reads it now: exit unflushed
                 break  # the sweep that started this worker is gone: take no new run
             run_dir = study.out_dir / run.name
             remaining = len(todo) - i
@@ -574,6 +568,17 @@ def run_sweep(
     return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]
 
 
+@dataclass(frozen=True)
+class WorkerRole:
+    """What a process started by ``--jobs`` is: its name (``"job 2"``), how many processes share
+    the cores, and the queue on which it sends ``(name, "status" | "say", text)`` to the first
+    process, which shows the status under its bar and prints the lines above it."""
+
+    name: str
+    shared_by: int
+    statuses: Any  # a multiprocessing Queue (anything with put_nowait in tests)
+
+
 def _worker_main(
     study_path: str,
     out_dir: str,
@@ -590,9 +595,7 @@ def _worker_main(
             out_dir=out_dir,
             data_dir=data_dir,
             only=only,
-            _worker=name,
-            _shared_by=jobs,
-            _status=statuses,
+            _worker=WorkerRole(name, jobs, statuses),
         )
     except SeqrecError as exc:
         with contextlib.suppress(queue.Full, OSError, ValueError):
