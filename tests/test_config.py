@@ -38,6 +38,10 @@ def test_unknown_key_suggests_closest(overrides, hint):
         ({"train": {"lr": 0}}, "lr must be > 0"),
         ({"model": {"dropout": 1.0}}, "dropout"),
         ({"eval": {"history": "masked"}}, "eval.history must be one of mask, keep, zero"),
+        ({"model": {"block": "BERT"}}, "model.block must be one of sasrec, bert"),
+        ({"model": {"block": "bert", "residual": "input"}}, "variants of the 'sasrec' block"),
+        ({"model": {"block": "bert", "padding_keys": "attend"}}, "remove them"),
+        ({"model": {"block": "bert", "init": "freerec"}}, "use init = 'normal'"),
     ],
 )
 def test_validation_messages(overrides, message):

@@ -96,10 +96,18 @@ def test_parity_detects_a_different_model(run_dir: Path, tmp_path: Path) -> None
     assert not parity.ok() and parity.max_abs_diff > 1e-2 and parity.unexplained > 0
 
 
-def test_gru4rec_exports_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(name="gru4rec", dim=16, layers=2, maxlen=12),
+        ModelConfig(name="sasrec", dim=16, heads=2, maxlen=12, block="bert", init="normal"),
+    ],
+    ids=["gru4rec", "sasrec-bert"],
+)
+def test_other_models_export_too(cfg: ModelConfig, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="gru4rec", dim=16, layers=2, maxlen=12), 40)
-    path = export_model_onnx(model, 12, tmp_path / "gru.onnx")
+    model = build_model(cfg, 40)
+    path = export_model_onnx(model, 12, tmp_path / "model.onnx")
     for n in (1, 3, 100):  # batch sizes other than the export example's
         parity = check_parity(model, path, random_inputs(n, 12, 40, seed=n))
         assert parity.max_abs_diff <= 1e-4 and parity.unexplained == 0

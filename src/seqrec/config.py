@@ -25,7 +25,8 @@ CE_IMPLS = ("auto", "fused", "torch", "chunked")
 HISTORY_PROTOCOLS = ("mask", "keep", "zero")  # the user's history in the ranking: seqrec.evaluate
 RESIDUALS = ("query", "input")
 PADDING_KEYS = ("masked", "attend")
-INITS = ("xavier", "freerec")
+INITS = ("xavier", "freerec", "normal")
+BLOCKS = ("sasrec", "bert")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class ModelConfig:
     dropout: float = 0.2
     maxlen: int = 50
     # SASRec variants of the reference codes (see seqrec/models/sasrec.py):
+    block: str = (
+        "sasrec"  # sasrec: Kang & McAuley's block | bert: post-LN GELU block (S3-Rec, RecBole)
+    )
     residual: str = (
         "query"  # query: x = LN(x) + attn (Kang & McAuley, pmixer) | input: x + attn (FreeRec)
     )
@@ -66,7 +70,7 @@ class ModelConfig:
         "masked"  # masked | attend: queries also see the maxlen window's padding keys
     )
     init: str = (
-        "xavier"  # xavier: every weight matrix xavier_normal_ | freerec: as Xu et al.'s code
+        "xavier"  # xavier: every matrix xavier_normal_ | freerec: Xu et al.'s | normal: N(0, 0.02)
     )
 
 
@@ -266,9 +270,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     choice("data.format", d.format, FORMATS)
     choice("data.split", d.split, SPLITS)
     choice("model.name", m.name, sorted(MODELS))
+    choice("model.block", m.block, BLOCKS)
     choice("model.residual", m.residual, RESIDUALS)
     choice("model.padding_keys", m.padding_keys, PADDING_KEYS)
     choice("model.init", m.init, INITS)
+    if m.block == "bert" and (m.residual, m.padding_keys) != ("query", "masked"):
+        raise ConfigError(
+            "model.residual and model.padding_keys are variants of the 'sasrec' block; the 'bert' "
+            "block has post-LN residuals and hides padding keys: remove them, or use "
+            "model.block = 'sasrec'"
+        )
+    if m.block == "bert" and m.init == "freerec":
+        raise ConfigError(
+            "model.init = 'freerec' is Xu et al.'s initialisation of the 'sasrec' block; with "
+            "model.block = 'bert' use init = 'normal' (S3-Rec's and RecBole's) or 'xavier'"
+        )
     if not 0.0 <= t.adam_beta2 < 1.0:
         raise ConfigError(f"train.adam_beta2 must be in [0, 1), got {t.adam_beta2}")
     choice("loss.name", lo.name, sorted(LOSSES))

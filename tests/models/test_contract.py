@@ -18,9 +18,15 @@ from seqrec.models import MODELS, SequentialRecommender, build_model
 N_ITEMS, DIM, MAXLEN = 20, 16, 8
 
 
+#: every registered model, and each variant of one that changes its computation
+VARIANTS: dict[str, dict[str, str]] = {name: {"name": name} for name in MODELS} | {
+    "sasrec-bert": {"name": "sasrec", "block": "bert", "init": "normal"},
+}
+
+
 def make(name: str, dropout: float = 0.2, seed: int = 0) -> SequentialRecommender:
     torch.manual_seed(seed)
-    cfg = ModelConfig(name=name, dim=DIM, layers=2, heads=2, dropout=dropout, maxlen=MAXLEN)
+    cfg = ModelConfig(**VARIANTS[name], dim=DIM, layers=2, heads=2, dropout=dropout, maxlen=MAXLEN)
     return build_model(cfg, N_ITEMS)
 
 
@@ -35,7 +41,7 @@ def left_pad(rows: list[list[int]], width: int) -> torch.Tensor:
 ROWS = [[3, 7, 1, 9, 20, 4], [5, 2], [11, 12, 13, 14], [8]]  # longest = 6 < MAXLEN
 
 
-@pytest.fixture(params=sorted(MODELS))
+@pytest.fixture(params=sorted(VARIANTS))
 def name(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -193,7 +199,7 @@ def _stride_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_overfits_a_deterministic_pattern(name: str) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, dim=32, layers=2, heads=1, dropout=0.0, maxlen=MAXLEN)
+    cfg = ModelConfig(**VARIANTS[name], dim=32, layers=2, heads=1, dropout=0.0, maxlen=MAXLEN)
     model = build_model(cfg, N_ITEMS).train()
     x, y = _stride_data()  # (60, MAXLEN) each
     real = y != 0

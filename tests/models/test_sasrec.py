@@ -27,10 +27,23 @@ def test_parameter_count_matches_hand_computation() -> None:
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-def _layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+def test_bert_block_parameter_count_matches_hand_computation() -> None:
+    C, d, maxlen = 12101, 64, 50
+    table_and_positions = (C + 1) * d + maxlen * d  # 777,728
+    emb_norm = 2 * d  # 128
+    attention = 4 * (d * d + d)  # Q, K, V, output projections: 16,640
+    ffn = (d * 4 * d + 4 * d) + (4 * d * d + d)  # d -> 4d -> d with biases: 33,088
+    norms = 2 * 2 * d  # after attention, after the feed-forward: 256
+    expected = table_and_positions + emb_norm + 2 * (attention + ffn + norms)
+    assert expected == 877_824  # the figure in the module docstring
+    model = SASRec(C, dim=d, layers=2, heads=2, maxlen=maxlen, block="bert")
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def _layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm, eps: float = 1e-8) -> torch.Tensor:
     mean = x.mean(-1, keepdim=True)
     var = ((x - mean) ** 2).mean(-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + 1e-8) * norm.weight + norm.bias
+    return (x - mean) / torch.sqrt(var + eps) * norm.weight + norm.bias
 
 
 def naive_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
@@ -59,14 +72,38 @@ def naive_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
     return _layer_norm(x, model.final_norm)
 
 
-@pytest.mark.parametrize("heads", [1, 2])
-def test_matches_naive_reference_on_padded_batches(heads: int) -> None:
-    torch.manual_seed(0)
-    model = SASRec(30, dim=16, layers=2, heads=heads, dropout=0.3, maxlen=10).eval()
-    with torch.no_grad():  # non-trivial norms and biases so that every term is exercised
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
+def _causal_attention(attn: torch.nn.Module, q_in: torch.Tensor, kv_in: torch.Tensor, heads: int):
+    """softmax(Q Kᵀ / √d_h + causal mask) V per head, then the output projection: (n, d)."""
+    n, d = q_in.shape
+    dh = d // heads
+    Q = q_in @ attn.q_proj.weight.T + attn.q_proj.bias
+    K = kv_in @ attn.k_proj.weight.T + attn.k_proj.bias
+    V = kv_in @ attn.v_proj.weight.T + attn.v_proj.bias
+    out = []
+    for h in range(heads):
+        s = slice(h * dh, (h + 1) * dh)
+        scores = Q[:, s] @ K[:, s].T / math.sqrt(dh)  # (n, n)
+        scores = scores.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
+        out.append(torch.softmax(scores, dim=-1) @ V[:, s])
+    return torch.cat(out, dim=-1) @ attn.out_proj.weight.T + attn.out_proj.bias
+
+
+def naive_bert_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
+    """One unpadded row through S3-Rec's / RecBole's SASRec, written from BERT's equations (post-LN
+    residuals, erf GELU, 4d-wide feed-forward, embedding LayerNorm, no final norm): (n, d)."""
+    n = len(seq)
+    pos = torch.arange(model.maxlen - n, model.maxlen)
+    x = model.item_emb.weight[torch.tensor(seq)] + model.pos_emb.weight[pos]
+    x = _layer_norm(x, model.emb_norm, eps=1e-12)
+    for blk in model.blocks:
+        x = _layer_norm(x + _causal_attention(blk.attn, x, x, model.heads), blk.attn_norm, 1e-12)
+        inner = x @ blk.fc1.weight.T + blk.fc1.bias  # (n, 4d)
+        inner = inner * 0.5 * (1.0 + torch.erf(inner / math.sqrt(2.0)))
+        x = _layer_norm(x + inner @ blk.fc2.weight.T + blk.fc2.bias, blk.ffn_norm, 1e-12)
+    return x
+
+
+def _padded_rows_match_naive(model: SASRec, naive) -> None:
     rows = [[4, 9, 30, 2, 2, 17, 5], [1], [8, 3, 12], [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]]
     for width in (10, 7):  # full window and a trimmed batch (the 10-long row is then cut)
         x = torch.zeros(len(rows), width, dtype=torch.long)
@@ -76,8 +113,38 @@ def test_matches_naive_reference_on_padded_batches(heads: int) -> None:
         h = model.encode(x)
         for i, r in enumerate(rows):
             r = r[-width:]
-            expected = naive_sasrec(model, r)
+            expected = naive(model, r)
             torch.testing.assert_close(h[i, width - len(r) :], expected, rtol=1e-4, atol=1e-5)
+
+
+def _perturb_vectors(model: SASRec) -> None:
+    with torch.no_grad():  # non-trivial norms and biases so that every term is exercised
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_matches_naive_reference_on_padded_batches(heads: int) -> None:
+    torch.manual_seed(0)
+    model = SASRec(30, dim=16, layers=2, heads=heads, dropout=0.3, maxlen=10).eval()
+    _perturb_vectors(model)
+    _padded_rows_match_naive(model, naive_sasrec)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_bert_block_matches_naive_reference_on_padded_batches(heads: int) -> None:
+    torch.manual_seed(0)
+    model = SASRec(30, dim=16, layers=2, heads=heads, dropout=0.3, maxlen=10, block="bert")
+    model.eval()
+    _perturb_vectors(model)
+    _padded_rows_match_naive(model, naive_bert_sasrec)
+    # and it is a different function from the default block with the same seed
+    torch.manual_seed(0)
+    other = SASRec(30, dim=16, layers=2, heads=heads, maxlen=10).eval()
+    x = torch.tensor([[0, 4, 9, 30]])
+    assert model.encode(x).shape == other.encode(x).shape
+    assert not torch.allclose(model.encode(x), other.encode(x))
 
 
 def test_positions_are_anchored_at_the_end() -> None:
@@ -127,6 +194,44 @@ def test_initialisation() -> None:
     assert w.std().item() == pytest.approx(math.sqrt(2 / (2 * d)), rel=0.1)
     assert torch.equal(model.blocks[0].attn.q_proj.bias, torch.zeros(d))
     assert model.final_norm.eps == 1e-8
+
+
+def test_normal_initialisation() -> None:
+    """init="normal": N(0, 0.02) on every Linear and Embedding weight (S3-Rec, RecBole)."""
+    torch.manual_seed(0)
+    d = 64
+    model = SASRec(5000, dim=d, layers=2, maxlen=50, block="bert", init="normal")
+    table = model.item_emb.weight
+    assert torch.equal(table[0], torch.zeros(d))
+    assert table[1:].std().item() == pytest.approx(0.02, rel=0.02)
+    assert table[1:].mean().abs().item() < 1e-3
+    for weight in (
+        model.pos_emb.weight,
+        model.blocks[1].fc2.weight,
+        model.blocks[0].attn.k_proj.weight,
+    ):
+        assert weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert torch.equal(model.blocks[0].fc1.bias, torch.zeros(4 * d))
+    assert torch.equal(model.emb_norm.weight, torch.ones(d))
+    assert model.blocks[0].ffn_norm.eps == 1e-12
+    # the default block takes it too (only the weights' distribution changes)
+    plain = SASRec(5000, dim=d, layers=2, maxlen=50, init="normal")
+    assert plain.blocks[0].ffn.fc1.weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_block_validation() -> None:
+    with pytest.raises(ConfigError, match="block"):
+        SASRec(10, block="post-ln")
+    with pytest.raises(ConfigError, match="'sasrec' block"):
+        SASRec(10, block="bert", residual="input")
+    with pytest.raises(ConfigError, match="'sasrec' block"):
+        SASRec(10, block="bert", padding_keys="attend")
+    with pytest.raises(ConfigError, match="normal"):
+        SASRec(10, block="bert", init="freerec")
+    with pytest.raises(ConfigError, match="init"):
+        SASRec(10, init="uniform")
+    model = build_model(ModelConfig(name="sasrec", block="bert", init="normal"), 10)
+    assert isinstance(model.blocks[0], sasrec.BertBlock) and model.init == "normal"
 
 
 def test_from_config_and_validation() -> None:
@@ -199,10 +304,20 @@ def test_residual_input_differs_from_query() -> None:
         SASRec(30, padding_keys="none")
 
 
-@pytest.mark.parametrize("residual", ["query", "input"])
-@pytest.mark.parametrize("padding_keys", ["masked", "attend"])
+@pytest.mark.parametrize(
+    ("block", "residual", "padding_keys"),
+    [
+        ("sasrec", "query", "masked"),
+        ("sasrec", "query", "attend"),
+        ("sasrec", "input", "masked"),
+        ("sasrec", "input", "attend"),
+        ("bert", "query", "masked"),
+    ],
+)
 @pytest.mark.parametrize("layers", [1, 3])
-def test_packed_paths_equal_padded_encode(residual: str, padding_keys: str, layers: int) -> None:
+def test_packed_paths_equal_padded_encode(
+    block: str, residual: str, padding_keys: str, layers: int
+) -> None:
     """encode_real / encode_last (projections on real positions only, attention on the grid,
     last block's last queries only) equal encode for every variant, rows of all lengths."""
     torch.manual_seed(3)
@@ -213,6 +328,7 @@ def test_packed_paths_equal_padded_encode(residual: str, padding_keys: str, laye
         heads=2,
         dropout=0.0,
         maxlen=9,
+        block=block,
         residual=residual,
         padding_keys=padding_keys,
     ).double()

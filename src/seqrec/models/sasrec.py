@@ -12,7 +12,19 @@ Faithful to the paper and its two reference implementations (the authors' Tensor
         x  = x * not_padding                                 # padding rows := 0
     hidden = LayerNorm(x)                                    # final LayerNorm
 
-All LayerNorms use eps = 1e-8 as both references do. Attention has input projections for Q, K,
+All LayerNorms use eps = 1e-8 as both references do.
+
+``block="bert"`` is the post-LN Transformer block of BERT that S3-Rec's code (Zhou et al., CIKM
+2020) and RecBole build their SASRec from, the SASRec behind Li et al. 2023's numbers::
+
+    x      = dropout(LayerNorm(E[items] + P[positions]))   # no sqrt(d) scale; padding rows := 0
+    for each block:
+        x  = LayerNorm(x + Dropout(MultiHeadAttention(x, x, x, same mask)))
+        x  = LayerNorm(x + Dropout(W2 GELU(W1 x + b1) + b2))  # W1: d -> 4d, W2: 4d -> d
+        x  = x * not_padding
+    hidden = x                                               # no final LayerNorm
+
+with LayerNorm eps = 1e-12 and (their ``init``) N(0, 0.02) weights: ``init="normal"``. Attention has input projections for Q, K,
 V and an output projection (as ``torch.nn.MultiheadAttention`` in the PyTorch port).
 
 Positions with left padding: the most recent item is always in the last column, and its position
@@ -30,7 +42,8 @@ row 0 of the item table (padding) is 0 and receives no gradient from the input l
 (``padding_idx=0``).
 
 Parameters: (C + 1)·d item table + maxlen·d positions + layers·(6d² + 10d) + 2d final norm;
-for C = 12101, d = 64, maxlen = 50, 2 blocks: 828,288.
+for C = 12101, d = 64, maxlen = 50, 2 blocks: 828,288. With ``block="bert"``: (C + 1)·d + maxlen·d
++ 2d embedding norm + layers·(12d² + 13d); for the same sizes, 877,824.
 """
 
 from __future__ import annotations
@@ -47,6 +60,8 @@ from seqrec.models.base import SequentialRecommender, real_positions
 from seqrec.models.dropout import FastDropout, dropout
 
 LN_EPS = 1e-8  # both reference implementations
+BERT_LN_EPS = 1e-12  # S3-Rec and RecBole
+NORMAL_INIT_STD = 0.02  # S3-Rec's and RecBole's initializer_range
 
 #: encode_last computes the whole (B, L) grid, padding included, when at least this share of
 #: its cells is real (length-sorted ranking blocks), instead of packing the real ones
@@ -216,6 +231,50 @@ class Block(nn.Module):
         return self.ffn(self.ffn_norm(x))
 
 
+class BertBlock(nn.Module):
+    """One post-LN Transformer block as S3-Rec's and RecBole's SASRec (see the module docstring):
+    x = LN(x + Dropout(MHA(x))), then x = LN(x + Dropout(W2 GELU(W1 x))) with a 4d-wide W1."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.attn_dropout = FastDropout(dropout)
+        self.attn_norm = nn.LayerNorm(dim, eps=BERT_LN_EPS)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.ffn_dropout = FastDropout(dropout)
+        self.ffn_norm = nn.LayerNorm(dim, eps=BERT_LN_EPS)
+
+    def _feed_forward(self, x: Tensor) -> Tensor:  # (..., d) -> (..., d)
+        return self.ffn_norm(x + self.ffn_dropout(self.fc2(F.gelu(self.fc1(x)))))
+
+    def forward(self, x: Tensor, allowed: Tensor, sink: bool = False) -> Tensor:
+        """x: (B, L, d) -> (B, L, d); ``allowed`` as :meth:`Block.forward` (no sink key)."""
+        x = self.attn_norm(x + self.attn_dropout(self.attn(x, x, allowed)))  # (B, L, d)
+        return self._feed_forward(x)
+
+    def forward_packed(
+        self,
+        x: Tensor,
+        index: Tensor | None,
+        shape: tuple[int, int],
+        allowed: Tensor,
+        sink: bool,
+        last: Tensor | None = None,
+    ) -> Tensor:
+        """:meth:`forward` on real positions only, as :meth:`Block.forward_packed`."""
+        B, L = shape
+        if last is None:
+            base = x  # (T, d)
+            out = self.attn.forward_packed(x, index, x, index, (B, L, L), allowed, sink)
+        else:
+            base = x[last]  # (B, d)
+            mask = allowed[:, :, -1:, :]  # (B, 1, 1, L)
+            out = self.attn.forward_packed(base, None, x, index, (B, 1, L), mask, sink)
+        x = self.attn_norm(base + self.attn_dropout(out))  # (T, d) or (B, d)
+        return self._feed_forward(x)
+
+
 class SASRec(SequentialRecommender):
     """SASRec encoder; scores are ``encode(items) @ item_embeddings().T`` (tied item table).
 
@@ -226,6 +285,9 @@ class SASRec(SequentialRecommender):
         heads: attention heads (must divide ``dim``).
         dropout: embedding, attention, and FFN dropout rate.
         maxlen: longest input; the size of the position table.
+        block: ``sasrec`` (Kang & McAuley) or ``bert`` (S3-Rec / RecBole); see the module.
+        residual, padding_keys: variants of the ``sasrec`` block's reference codes.
+        init: ``xavier``, ``freerec`` or ``normal``; see :meth:`reset_parameters`.
     """
 
     def __init__(
@@ -237,6 +299,7 @@ class SASRec(SequentialRecommender):
         heads: int = 1,
         dropout: float = 0.2,
         maxlen: int = 50,
+        block: str = "sasrec",
         residual: str = "query",
         padding_keys: str = "masked",
         init: str = "xavier",
@@ -263,17 +326,42 @@ class SASRec(SequentialRecommender):
             raise ConfigError(
                 f"SASRec: model.padding_keys must be 'masked' or 'attend', got {padding_keys!r}"
             )
-        if init not in ("xavier", "freerec"):
-            raise ConfigError(f"SASRec: model.init must be 'xavier' or 'freerec', got {init!r}")
-        self.residual, self.padding_keys, self.init = residual, padding_keys, init
+        if init not in ("xavier", "freerec", "normal"):
+            raise ConfigError(
+                f"SASRec: model.init must be 'xavier', 'freerec' or 'normal', got {init!r}"
+            )
+        if block not in ("sasrec", "bert"):
+            raise ConfigError(f"SASRec: model.block must be 'sasrec' or 'bert', got {block!r}")
+        if block == "bert" and (residual, padding_keys) != ("query", "masked"):
+            raise ConfigError(
+                "SASRec: model.residual and model.padding_keys are variants of the 'sasrec' "
+                "block; the 'bert' block has post-LN residuals and hides padding keys"
+            )
+        if block == "bert" and init == "freerec":
+            raise ConfigError("SASRec: init 'freerec' is for the 'sasrec' block; use 'normal'")
+        self.block, self.residual, self.padding_keys, self.init = (
+            block,
+            residual,
+            padding_keys,
+            init,
+        )
         self.n_items, self.dim, self.layers, self.heads = n_items, dim, layers, heads
         self.dropout, self.maxlen = dropout, maxlen
 
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
         self.pos_emb = nn.Embedding(maxlen, dim)  # (maxlen, d); last column = position maxlen-1
         self.emb_dropout = FastDropout(dropout)
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout, residual) for _ in range(layers))
-        self.final_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.emb_norm: nn.Module
+        self.final_norm: nn.Module
+        self.blocks: nn.ModuleList
+        if block == "bert":
+            self.emb_norm = nn.LayerNorm(dim, eps=BERT_LN_EPS)
+            self.blocks = nn.ModuleList(BertBlock(dim, heads, dropout) for _ in range(layers))
+            self.final_norm = nn.Identity()
+        else:
+            self.emb_norm = nn.Identity()
+            self.blocks = nn.ModuleList(Block(dim, heads, dropout, residual) for _ in range(layers))
+            self.final_norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.reset_parameters()
 
     @classmethod
@@ -286,6 +374,7 @@ class SASRec(SequentialRecommender):
             heads=cfg.heads,
             dropout=cfg.dropout,
             maxlen=cfg.maxlen,
+            block=cfg.block,
             residual=cfg.residual,
             padding_keys=cfg.padding_keys,
             init=cfg.init,
@@ -297,13 +386,17 @@ class SASRec(SequentialRecommender):
         re-initialised: the item/position tables and the attention output projection get
         xavier_normal_; Q/K/V keep nn.MultiheadAttention's xavier_uniform_ over the stacked
         (3d, d) matrix with zero bias; the point-wise layers keep nn.Conv1d's default
-        (kaiming_uniform_(a=√5), bias U(±1/√d)). LayerNorm (1, 0) and padding row 0 in both."""
+        (kaiming_uniform_(a=√5), bias U(±1/√d)). ``normal``: N(0, 0.02) on every nn.Linear and
+        nn.Embedding weight, zero biases (S3-Rec, RecBole). LayerNorm (1, 0) and padding row 0 in
+        all three."""
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_normal_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.xavier_normal_(module.weight)
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                if self.init == "normal":
+                    nn.init.normal_(module.weight, 0.0, NORMAL_INIT_STD)
+                else:
+                    nn.init.xavier_normal_(module.weight)
+                if isinstance(module, nn.Linear):
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
@@ -341,6 +434,13 @@ class SASRec(SequentialRecommender):
             allowed = _with_padding_sink(allowed, keep, self.maxlen)  # (B, 1, L, L + 1) float
         return allowed
 
+    def _embed(self, items: Tensor, positions: Tensor) -> Tensor:
+        """Item plus position embedding before dropout: E·√d + P (``sasrec``) or LN(E + P)
+        (``bert``). items: int (...,); positions: int broadcastable to it -> (..., d)."""
+        if self.block == "bert":
+            return self.emb_norm(self.item_emb(items) + self.pos_emb(positions))
+        return self.item_emb(items) * math.sqrt(self.dim) + self.pos_emb(positions)
+
     def encode(self, items: Tensor) -> Tensor:
         """items: int[B, L] left-padded with 0, L <= maxlen -> hidden: float[B, L, d].
 
@@ -351,8 +451,7 @@ class SASRec(SequentialRecommender):
         keep = (items != 0).unsqueeze(-1)  # (B, L, 1), False at padding
 
         positions = torch.arange(self.maxlen - L, self.maxlen, device=items.device)  # (L,)
-        x = self.item_emb(items) * math.sqrt(self.dim)  # (B, L, d)
-        x = x + self.pos_emb(positions)  # (B, L, d), positions broadcast over rows
+        x = self._embed(items, positions)  # (B, L, d)
         x = self.emb_dropout(x) * keep  # (B, L, d), padding rows zeroed
 
         allowed = self._attention_mask(keep)
@@ -393,9 +492,8 @@ class SASRec(SequentialRecommender):
         if last_only and index.numel() >= DENSE_FILL * B * L:
             cells = None  # every cell of the grid
         col = (index if cells is not None else torch.arange(B * L, device=items.device)) % L
-        x = self.item_emb(flat if cells is None else flat[cells]) * math.sqrt(self.dim)
-        x = x + self.pos_emb(col + (self.maxlen - L))  # (T, d), T = B * L when dense
-        x = self.emb_dropout(x)  # (T, d)
+        x = self._embed(flat if cells is None else flat[cells], col + (self.maxlen - L))
+        x = self.emb_dropout(x)  # (T, d), T = B * L when dense
 
         allowed = self._attention_mask(keep)
         sink = self.padding_keys == "attend"
