@@ -166,7 +166,10 @@ def train(
         typer.Option(
             "--config",
             "-c",
-            help="TOML file with [data] [model] [loss] [train] [eval] sections; flags override it.",
+            help=(  # \[ escapes rich markup, which would take [data] for a style tag
+                "TOML file with \\[data] \\[model] \\[loss] \\[train] \\[eval] sections; "
+                "flags override it."
+            ),
         ),
     ] = None,
     dataset: Annotated[
