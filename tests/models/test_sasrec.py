@@ -46,33 +46,9 @@ def _layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm, eps: float = 1e-8) ->
     return (x - mean) / torch.sqrt(var + eps) * norm.weight + norm.bias
 
 
-def naive_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
-    """One row with no padding at all, written from the paper's equations: (n, d)."""
-    n, d, H = len(seq), model.dim, model.heads
-    dh = d // H
-    pos = torch.arange(model.maxlen - n, model.maxlen)  # the last item is position maxlen-1
-    x = model.item_emb.weight[torch.tensor(seq)] * math.sqrt(d) + model.pos_emb.weight[pos]
-    for blk in model.blocks:
-        a = blk.attn
-        q_in = _layer_norm(x, blk.attn_norm)
-        Q = q_in @ a.q_proj.weight.T + a.q_proj.bias
-        K = x @ a.k_proj.weight.T + a.k_proj.bias
-        V = x @ a.v_proj.weight.T + a.v_proj.bias
-        heads = []
-        for h in range(H):
-            s = slice(h * dh, (h + 1) * dh)
-            scores = Q[:, s] @ K[:, s].T / math.sqrt(dh)  # (n, n)
-            scores = scores.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
-            heads.append(torch.softmax(scores, dim=-1) @ V[:, s])
-        attn = torch.cat(heads, dim=-1) @ a.out_proj.weight.T + a.out_proj.bias
-        x = q_in + attn
-        x = _layer_norm(x, blk.ffn_norm)
-        f = blk.ffn
-        x = x + torch.relu(x @ f.fc1.weight.T + f.fc1.bias) @ f.fc2.weight.T + f.fc2.bias
-    return _layer_norm(x, model.final_norm)
-
-
-def _causal_attention(attn: torch.nn.Module, q_in: torch.Tensor, kv_in: torch.Tensor, heads: int):
+def _causal_attention(
+    attn: torch.nn.Module, q_in: torch.Tensor, kv_in: torch.Tensor, heads: int
+) -> torch.Tensor:
     """softmax(Q Kᵀ / √d_h + causal mask) V per head, then the output projection: (n, d)."""
     n, d = q_in.shape
     dh = d // heads
@@ -86,6 +62,20 @@ def _causal_attention(attn: torch.nn.Module, q_in: torch.Tensor, kv_in: torch.Te
         scores = scores.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
         out.append(torch.softmax(scores, dim=-1) @ V[:, s])
     return torch.cat(out, dim=-1) @ attn.out_proj.weight.T + attn.out_proj.bias
+
+
+def naive_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
+    """One row with no padding at all, written from the paper's equations: (n, d)."""
+    n, d = len(seq), model.dim
+    pos = torch.arange(model.maxlen - n, model.maxlen)  # the last item is position maxlen-1
+    x = model.item_emb.weight[torch.tensor(seq)] * math.sqrt(d) + model.pos_emb.weight[pos]
+    for blk in model.blocks:
+        q_in = _layer_norm(x, blk.attn_norm)
+        x = q_in + _causal_attention(blk.attn, q_in, x, model.heads)
+        x = _layer_norm(x, blk.ffn_norm)
+        f = blk.ffn
+        x = x + torch.relu(x @ f.fc1.weight.T + f.fc1.bias) @ f.fc2.weight.T + f.fc2.bias
+    return _layer_norm(x, model.final_norm)
 
 
 def naive_bert_sasrec(model: SASRec, seq: list[int]) -> torch.Tensor:
