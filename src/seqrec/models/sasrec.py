@@ -12,7 +12,8 @@ Faithful to the paper and its two reference implementations (the authors' Tensor
         x  = x * not_padding                                 # padding rows := 0
     hidden = LayerNorm(x)                                    # final LayerNorm
 
-All LayerNorms use eps = 1e-8 as both references do.
+All LayerNorms use eps = 1e-8 as both references do. Attention has input projections for Q, K,
+V and an output projection (as ``torch.nn.MultiheadAttention`` in the PyTorch port).
 
 ``block="bert"`` is the post-LN Transformer block of BERT that S3-Rec's code (Zhou et al., CIKM
 2020) and RecBole build their SASRec from, the SASRec behind Li et al. 2023's numbers::
@@ -24,13 +25,14 @@ All LayerNorms use eps = 1e-8 as both references do.
         x  = x * not_padding
     hidden = x                                               # no final LayerNorm
 
-with LayerNorm eps = 1e-12 and (their ``init``) N(0, 0.02) weights: ``init="normal"``. Attention has input projections for Q, K,
-V and an output projection (as ``torch.nn.MultiheadAttention`` in the PyTorch port).
+with LayerNorm eps = 1e-12, the same attention and mask, and N(0, 0.02) weights as their
+initialisation (``init="normal"``).
 
 Positions with left padding: the most recent item is always in the last column, and its position
 index is always ``maxlen - 1`` whatever the batch width L, i.e. ``positions = arange(maxlen - L,
 maxlen)``. This is what both references compute on a full ``maxlen`` window, so a batch trimmed
-to its longest row gives exactly the same hidden states as the full window. The attention mask
+to its longest row gives exactly the same hidden states as the full window (S3-Rec's code too
+pads every input to ``maxlen``, so this holds for the ``bert`` block as well). The attention mask
 also hides padding keys (as the TF reference does), so extra left padding never changes the
 hidden state of a real position. A padding query would then see no key at all; it may attend to
 itself (the diagonal is always allowed) so that no NaN appears; its output is zeroed anyway.
@@ -339,12 +341,8 @@ class SASRec(SequentialRecommender):
             )
         if block == "bert" and init == "freerec":
             raise ConfigError("SASRec: init 'freerec' is for the 'sasrec' block; use 'normal'")
-        self.block, self.residual, self.padding_keys, self.init = (
-            block,
-            residual,
-            padding_keys,
-            init,
-        )
+        self.block, self.init = block, init
+        self.residual, self.padding_keys = residual, padding_keys
         self.n_items, self.dim, self.layers, self.heads = n_items, dim, layers, heads
         self.dropout, self.maxlen = dropout, maxlen
 
