@@ -77,6 +77,46 @@ def test_help_shows_bracketed_text(monkeypatch, capsys, path):
             assert token in shown, f"seqrec {' '.join(path)} --help lost {token!r}"
 
 
+def test_reflow_help_joins_prose_and_keeps_examples():
+    from seqrec.cli import reflow_help
+
+    doc = """First line
+    goes on.
+
+    Prose that a terminal
+    should wrap itself.
+
+    Examples:
+      seqrec a --x
+      seqrec b
+    """
+    assert reflow_help(doc) == (
+        "First line goes on.\n\nProse that a terminal should wrap itself.\n\n"
+        "Examples:\n  seqrec a --x\n  seqrec b"
+    )
+
+
+@pytest.mark.parametrize("path", _commands(), ids=" ".join)
+def test_help_prose_is_reflowed_and_examples_are_lines(path):
+    """typer keeps a docstring's single line breaks, so hard-wrapped prose came out ragged at
+    80 columns; every command's help has one line per prose paragraph, and any "Example" is
+    followed by indented command lines."""
+    import typer
+
+    from seqrec.cli import app
+
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]
+    for paragraph in (cmd.help or "").split("\n\n"):
+        lines = paragraph.split("\n")
+        if not any(line.startswith(" ") for line in lines):
+            assert len(lines) == 1, f"seqrec {' '.join(path)}: a hard-wrapped paragraph {lines}"
+        if paragraph.startswith("Example"):
+            assert all(line.startswith("  ") for line in lines[1:])
+            assert len(lines) > 1, f"seqrec {' '.join(path)}: examples on the heading's line"
+
+
 def test_train_json_and_evaluate_agree(monkeypatch, capsys, tmp_path):
     code, out, _ = run_cli(
         monkeypatch, capsys, "train", *TINY, "--out-dir", str(tmp_path), "--name", "r", "--json"

@@ -5,6 +5,7 @@ Every command that prints results takes ``--json``. Errors are one line on stder
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -318,19 +319,17 @@ def train(
 ) -> None:
     """Train a model; the run folder gets config, per-epoch metrics, best checkpoint and results.
 
+    The first example trains SASRec with full-softmax CE on built-in synthetic data in about a
+    minute; the last continues a run after a crash or a kill.
+
     Examples:
-
-      seqrec train                                      # synthetic data, SASRec + CE, ~1 min
-
+      seqrec train
       seqrec train --dataset beauty --loss bce --negatives 1
-
       seqrec train --loss sce --negatives 256 --alpha 100 --diagnostics
-
-      seqrec train --loss rece --rece-extra-chunks 2 --rece-rounds 2 --positions last
-
+      seqrec train --loss rece --rece-extra-chunks 2 --rece-rounds 2
       seqrec train --config benchmarks/configs/beauty-sasrec-ce.toml --seed 2
-
-      seqrec train --resume runs/beauty-sasrec-ce-all-20261122-101500   # after a crash or kill
+      seqrec train --set model.block=bert --set model.init=normal
+      seqrec train --resume runs/beauty-sasrec-ce-all-20261122-101500
     """
     from seqrec.train import fit
     from seqrec.train import resume as resume_run
@@ -599,7 +598,8 @@ def report(
     in bold, relative change and paired t-test p-values against the baseline, and (with a
     reference) the paper's numbers beside ours with gaps above 5% flagged.
 
-    Example: seqrec report runs/quickstart --baseline bce
+    Example:
+      seqrec report runs/quickstart --baseline bce
     """
     from seqrec.experiments.report import write_report
 
@@ -691,6 +691,33 @@ def data_list(
         return
     for r in rows:
         typer.echo(f"{r['name']:<16} {r['file']:<40} {r['format']:<11} {r['source']}")
+
+
+def reflow_help(doc: str) -> str:
+    """A docstring as help text: each prose paragraph on one line, so the terminal wraps it at
+    its own width (typer keeps single line breaks, which at 80 columns gave ragged lines);
+    paragraphs with indented lines (examples) keep their lines."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        lines = paragraph.split("\n")
+        if any(line.startswith(" ") for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_command_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and its sub-groups) its reflowed docstring as help."""
+    for info in group.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow_help(info.callback.__doc__)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_command_help(sub.typer_instance)
+
+
+_reflow_command_help(app)
 
 
 def main() -> None:

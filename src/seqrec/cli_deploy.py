@@ -80,10 +80,10 @@ def recommend(
     """Top-k next items for a history of raw item ids (the ids of your data file).
 
     Unknown ids are dropped and reported; an empty or all-unknown history gets the most popular
-    training items. Examples:
+    training items.
 
+    Examples:
       seqrec recommend runs/ml-100k-sasrec-ce-all-... --history "1 50 181" -k 5
-
       seqrec recommend RUN --history "B0001,B0042" --history "" --json
     """
     from seqrec.recommend import Recommender
@@ -153,8 +153,12 @@ def serve(
     """Serve a run over HTTP: POST /recommend, GET /model, GET /health, schema at /openapi.json.
 
     Concurrent requests are answered together, in one model call (micro-batching), with
-    exactly the answers they get alone. Example: seqrec serve RUN --port 8000, then
-    curl -s localhost:8000/recommend -H 'content-type: application/json' -d '{"history": ["1", "50"], "k": 5}'
+    exactly the answers they get alone.
+
+    Example, then a request from another shell:
+      seqrec serve RUN --port 8000
+      curl -s localhost:8000/recommend -H 'content-type: application/json' \\
+        -d '{"history": ["1", "50"], "k": 5}'
     """
     from seqrec.serve import serve as run_server
 
