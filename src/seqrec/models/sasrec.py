@@ -187,25 +187,27 @@ class PointWiseFeedForward(nn.Module):
         return x + self.dropout2(self.fc2(self.dropout1(F.relu(self.fc1(x)))))
 
 
-class Block(nn.Module):
-    """One SASRec block: layer-normed-query attention with residual, LayerNorm, point-wise FFN."""
+class _AttentionBlock(nn.Module):
+    """What both blocks share: attention over the block input, then the block's own residuals,
+    norms and feed-forward. A block says which rows are the queries and the attention residual
+    (:meth:`_queries`) and what follows the attention (:meth:`_after_attention`)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, residual: str = "query") -> None:
-        super().__init__()
-        self.residual = residual
-        self.attn_norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = CausalSelfAttention(dim, heads, dropout)
-        self.ffn_norm = nn.LayerNorm(dim, eps=LN_EPS)
-        self.ffn = PointWiseFeedForward(dim, dropout)
+    attn: CausalSelfAttention
+
+    def _queries(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (..., d) -> (queries, residual base), each (..., d)."""
+        raise NotImplementedError
+
+    def _after_attention(self, base: Tensor, attended: Tensor) -> Tensor:
+        """(residual base, attention output), each (..., d) -> the block's output (..., d)."""
+        raise NotImplementedError
 
     def forward(self, x: Tensor, allowed: Tensor, sink: bool = False) -> Tensor:
         """x: (B, L, d) -> (B, L, d). With ``sink`` the keys get one leading all-zero row that
         stands for the padding of the maxlen window (its weight comes in ``allowed``)."""
-        q = self.attn_norm(x)  # (B, L, d)
+        q, base = self._queries(x)  # (B, L, d) each
         keys = F.pad(x, (0, 0, 1, 0)) if sink else x  # (B, L or L + 1, d)
-        base = q if self.residual == "query" else x
-        x = base + self.attn(q, keys, allowed)  # (B, L, d)
-        return self.ffn(self.ffn_norm(x))  # (B, L, d)
+        return self._after_attention(base, self.attn(q, keys, allowed))  # (B, L, d)
 
     def forward_packed(
         self,
@@ -221,21 +223,39 @@ class Block(nn.Module):
         With ``last`` (B,), the positions in x of each row's last column, only those queries
         are computed -> (B, d) (enough for the final block when ranking)."""
         B, L = shape
-        q = self.attn_norm(x)  # (T, d)
-        base = q if self.residual == "query" else x  # (T, d)
+        q, base = self._queries(x)  # (T, d) each
         if last is None:
             out = self.attn.forward_packed(q, index, x, index, (B, L, L), allowed, sink)
         else:
             q, base = q[last], base[last]  # (B, d)
             mask = allowed[:, :, -1:, :]  # (B, 1, 1, L')
             out = self.attn.forward_packed(q, None, x, index, (B, 1, L), mask, sink)
-        x = base + out  # (T, d) or (B, d)
-        return self.ffn(self.ffn_norm(x))
+        return self._after_attention(base, out)  # (T, d) or (B, d)
 
 
-class BertBlock(nn.Module):
+class Block(_AttentionBlock):
+    """One SASRec block: layer-normed-query attention with residual, LayerNorm, point-wise FFN."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, residual: str = "query") -> None:
+        super().__init__()
+        self.residual = residual
+        self.attn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.ffn_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.ffn = PointWiseFeedForward(dim, dropout)
+
+    def _queries(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        q = self.attn_norm(x)  # queries are layer-normed; the keys and values are x itself
+        return q, (q if self.residual == "query" else x)
+
+    def _after_attention(self, base: Tensor, attended: Tensor) -> Tensor:
+        return self.ffn(self.ffn_norm(base + attended))
+
+
+class BertBlock(_AttentionBlock):
     """One post-LN Transformer block as S3-Rec's and RecBole's SASRec (see the module docstring):
-    x = LN(x + Dropout(MHA(x))), then x = LN(x + Dropout(W2 GELU(W1 x))) with a 4d-wide W1."""
+    x = LN(x + Dropout(MHA(x))), then x = LN(x + Dropout(W2 GELU(W1 x))) with a 4d-wide W1.
+    Padding keys are always masked (no ``sink``)."""
 
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -247,34 +267,12 @@ class BertBlock(nn.Module):
         self.ffn_dropout = FastDropout(dropout)
         self.ffn_norm = nn.LayerNorm(dim, eps=BERT_LN_EPS)
 
-    def _feed_forward(self, x: Tensor) -> Tensor:  # (..., d) -> (..., d)
+    def _queries(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, x
+
+    def _after_attention(self, base: Tensor, attended: Tensor) -> Tensor:
+        x = self.attn_norm(base + self.attn_dropout(attended))
         return self.ffn_norm(x + self.ffn_dropout(self.fc2(F.gelu(self.fc1(x)))))
-
-    def forward(self, x: Tensor, allowed: Tensor, sink: bool = False) -> Tensor:
-        """x: (B, L, d) -> (B, L, d); ``allowed`` as :meth:`Block.forward` (no sink key)."""
-        x = self.attn_norm(x + self.attn_dropout(self.attn(x, x, allowed)))  # (B, L, d)
-        return self._feed_forward(x)
-
-    def forward_packed(
-        self,
-        x: Tensor,
-        index: Tensor | None,
-        shape: tuple[int, int],
-        allowed: Tensor,
-        sink: bool,
-        last: Tensor | None = None,
-    ) -> Tensor:
-        """:meth:`forward` on real positions only, as :meth:`Block.forward_packed`."""
-        B, L = shape
-        if last is None:
-            base = x  # (T, d)
-            out = self.attn.forward_packed(x, index, x, index, (B, L, L), allowed, sink)
-        else:
-            base = x[last]  # (B, d)
-            mask = allowed[:, :, -1:, :]  # (B, 1, 1, L)
-            out = self.attn.forward_packed(base, None, x, index, (B, 1, L), mask, sink)
-        x = self.attn_norm(base + self.attn_dropout(out))  # (T, d) or (B, d)
-        return self._feed_forward(x)
 
 
 class SASRec(SequentialRecommender):
