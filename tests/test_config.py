@@ -42,6 +42,7 @@ def test_unknown_key_suggests_closest(overrides, hint):
         ({"model": {"block": "bert", "residual": "input"}}, "variants of the 'sasrec' block"),
         ({"model": {"block": "bert", "padding_keys": "attend"}}, "remove them"),
         ({"model": {"block": "bert", "init": "freerec"}}, "use init = 'normal'"),
+        ({"model": {"gru_variant": "RecBole"}}, "model.gru_variant must be one of plain, recbole"),
     ],
 )
 def test_validation_messages(overrides, message):

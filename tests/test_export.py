@@ -101,8 +101,9 @@ def test_parity_detects_a_different_model(run_dir: Path, tmp_path: Path) -> None
     [
         ModelConfig(name="gru4rec", dim=16, layers=2, maxlen=12),
         ModelConfig(name="sasrec", dim=16, heads=2, maxlen=12, block="bert", init="normal"),
+        ModelConfig(name="gru4rec", dim=16, maxlen=12, gru_variant="recbole"),
     ],
-    ids=["gru4rec", "sasrec-bert"],
+    ids=["gru4rec", "sasrec-bert", "gru4rec-recbole"],
 )
 def test_other_models_export_too(cfg: ModelConfig, tmp_path: Path) -> None:
     torch.manual_seed(0)

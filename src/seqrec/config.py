@@ -27,6 +27,7 @@ RESIDUALS = ("query", "input")
 PADDING_KEYS = ("masked", "attend")
 INITS = ("xavier", "freerec", "normal")
 BLOCKS = ("sasrec", "bert")
+GRU_VARIANTS = ("plain", "recbole")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class ModelConfig:
     init: str = (
         "xavier"  # xavier: every matrix xavier_normal_ | freerec: Xu et al.'s | normal: N(0, 0.02)
     )
+    # GRU4Rec (see seqrec/models/gru4rec.py): plain | recbole (bias-free GRU + dense head)
+    gru_variant: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     choice("model.residual", m.residual, RESIDUALS)
     choice("model.padding_keys", m.padding_keys, PADDING_KEYS)
     choice("model.init", m.init, INITS)
+    choice("model.gru_variant", m.gru_variant, GRU_VARIANTS)
     if m.block == "bert" and (m.residual, m.padding_keys) != ("query", "masked"):
         raise ConfigError(
             "model.residual and model.padding_keys are variants of the 'sasrec' block; the 'bert' "

@@ -21,6 +21,7 @@ N_ITEMS, DIM, MAXLEN = 20, 16, 8
 #: every registered model, and each variant of one that changes its computation
 VARIANTS: dict[str, dict[str, str]] = {name: {"name": name} for name in MODELS} | {
     "sasrec-bert": {"name": "sasrec", "block": "bert", "init": "normal"},
+    "gru4rec-recbole": {"name": "gru4rec", "gru_variant": "recbole"},
 }
 
 

@@ -18,6 +18,14 @@ The output at padding columns is 0.
 Initialisation: the item table is ``xavier_normal_`` (row 0 = padding = 0, ``padding_idx=0``),
 GRU weight matrices ``xavier_uniform_`` (Glorot, as the original Theano code and RecBole), GRU
 biases 0. ``maxlen`` is stored for the trainer; a GRU has no position table and accepts any L.
+
+``variant="recbole"`` is RecBole 1.2.1's GRU4Rec, the one behind Li et al. 2023's numbers::
+
+    e_t = dropout(E[i_t]);  h_t = GRU(e_t, h_{t-1}) without biases;  out_t = W h_t + b
+
+a bias-free GRU, a dense d x d layer after it, no dropout on the output. RecBole initialises
+only the first GRU layer's matrices (``xavier_uniform_``; deeper layers keep torch's default) and
+leaves the dense layer at torch's default; so does this variant.
 """
 
 from __future__ import annotations
@@ -38,8 +46,9 @@ class GRU4Rec(SequentialRecommender):
         n_items: catalogue size C (items are 1..C, 0 = padding).
         dim: embedding and hidden size d.
         layers: stacked GRU layers (dropout is also applied between them when layers > 1).
-        dropout: dropout on the input embeddings and on the output hidden states.
+        dropout: dropout on the input embeddings and (``plain``) on the output hidden states.
         maxlen: the trainer's window length (informational; any L is accepted).
+        variant: ``plain`` or ``recbole`` (see the module docstring).
     """
 
     def __init__(
@@ -50,10 +59,15 @@ class GRU4Rec(SequentialRecommender):
         layers: int = 1,
         dropout: float = 0.2,
         maxlen: int = 50,
+        variant: str = "plain",
     ) -> None:
         super().__init__()
         if n_items < 1:
             raise ConfigError(f"GRU4Rec needs at least one item, got n_items={n_items}")
+        if variant not in ("plain", "recbole"):
+            raise ConfigError(
+                f"GRU4Rec: model.gru_variant must be 'plain' or 'recbole', got {variant!r}"
+            )
         if dim < 1 or layers < 1 or maxlen < 1:
             raise ConfigError(
                 f"GRU4Rec: dim, layers and maxlen must be >= 1, got dim={dim}, layers={layers}, "
@@ -62,26 +76,48 @@ class GRU4Rec(SequentialRecommender):
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"GRU4Rec: model.dropout must be in [0, 1), got {dropout}")
         self.n_items, self.dim, self.layers = n_items, dim, layers
-        self.dropout, self.maxlen = dropout, maxlen
+        self.dropout, self.maxlen, self.variant = dropout, maxlen, variant
+        recbole = variant == "recbole"
 
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=0)  # (C+1, d), tied output table
         self.emb_dropout = FastDropout(dropout)
         self.gru = nn.GRU(
-            dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+            dim,
+            dim,
+            num_layers=layers,
+            bias=not recbole,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
         )
-        self.out_dropout = FastDropout(dropout)
+        self.head: nn.Module = nn.Linear(dim, dim) if recbole else nn.Identity()
+        self.out_dropout = FastDropout(0.0 if recbole else dropout)
         self.reset_parameters()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, n_items: int) -> GRU4Rec:
         """Build from a :class:`seqrec.config.ModelConfig` (uses dim, layers, dropout, maxlen; not heads)."""
-        return cls(n_items, dim=cfg.dim, layers=cfg.layers, dropout=cfg.dropout, maxlen=cfg.maxlen)
+        return cls(
+            n_items,
+            dim=cfg.dim,
+            layers=cfg.layers,
+            dropout=cfg.dropout,
+            maxlen=cfg.maxlen,
+            variant=cfg.gru_variant,
+        )
 
     def reset_parameters(self) -> None:
-        """xavier_normal_ item table with zero padding row; xavier_uniform_ GRU weights, zero biases."""
+        """xavier_normal_ item table with zero padding row; xavier_uniform_ GRU weights, zero
+        biases (``recbole``: only layer 0's matrices, the rest and the dense head at torch's
+        defaults, as RecBole)."""
         nn.init.xavier_normal_(self.item_emb.weight)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        if self.variant == "recbole":
+            self.gru.reset_parameters()
+            for param in (self.gru.weight_ih_l0, self.gru.weight_hh_l0):
+                nn.init.xavier_uniform_(param)
+            self.head.reset_parameters()
+            return
         for name, param in self.gru.named_parameters():
             if name.startswith("weight"):
                 nn.init.xavier_uniform_(param)
@@ -105,6 +141,7 @@ class GRU4Rec(SequentialRecommender):
         right = items.gather(1, to_right)  # (B, L), real items first, padding at the end
         x = self.emb_dropout(self.item_emb(right))  # (B, L, d)
         h, _ = self.gru(x)  # (B, L, d), h_0 = 0
+        h = self.head(h)  # (B, L, d); the identity unless variant "recbole"
         h = h.gather(
             1, to_left.unsqueeze(-1).expand(B, L, self.dim)
         )  # (B, L, d), back to left-padded
