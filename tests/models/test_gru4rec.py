@@ -81,6 +81,7 @@ def test_recbole_variant_parameters_and_initialisation() -> None:
     assert model.gru.weight_ih_l1.abs().max().item() <= default
     assert model.gru.weight_ih_l1.abs().max().item() > 0.9 * default
     assert model.head.bias.abs().max().item() > 0  # torch's Linear default, not zeroed
+    assert model.gru.dropout == 0.0  # RecBole's nn.GRU has no dropout between layers
     assert torch.equal(model.item_emb.weight[0], torch.zeros(d))
     # no dropout on the output: train and eval differ only through the input dropout
     model0 = GRU4Rec(30, dim=8, dropout=0.0, variant="recbole")

@@ -23,7 +23,8 @@ biases 0. ``maxlen`` is stored for the trainer; a GRU has no position table and 
 
     e_t = dropout(E[i_t]);  h_t = GRU(e_t, h_{t-1}) without biases;  out_t = W h_t + b
 
-a bias-free GRU, a dense d x d layer after it, no dropout on the output. RecBole initialises
+a bias-free GRU, a dense d x d layer after it, no dropout between GRU layers nor on the
+output. RecBole initialises
 only the first GRU layer's matrices (``xavier_uniform_``; deeper layers keep torch's default) and
 leaves the dense layer at torch's default; so does this variant.
 """
@@ -45,7 +46,7 @@ class GRU4Rec(SequentialRecommender):
     Args:
         n_items: catalogue size C (items are 1..C, 0 = padding).
         dim: embedding and hidden size d.
-        layers: stacked GRU layers (dropout is also applied between them when layers > 1).
+        layers: stacked GRU layers (``plain``: dropout is also applied between them).
         dropout: dropout on the input embeddings and (``plain``) on the output hidden states.
         maxlen: the trainer's window length (informational; any L is accepted).
         variant: ``plain`` or ``recbole`` (see the module docstring).
@@ -87,7 +88,7 @@ class GRU4Rec(SequentialRecommender):
             num_layers=layers,
             bias=not recbole,
             batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
+            dropout=dropout if layers > 1 and not recbole else 0.0,  # RecBole: none between
         )
         self.head: nn.Module = nn.Linear(dim, dim) if recbole else nn.Identity()
         self.out_dropout = FastDropout(0.0 if recbole else dropout)
