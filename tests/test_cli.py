@@ -53,12 +53,8 @@ def _commands() -> list[tuple[str, ...]]:
     return out
 
 
-@pytest.mark.parametrize("path", _commands(), ids=" ".join)
-def test_help_shows_bracketed_text(monkeypatch, capsys, path):
-    """Help renders as rich markup, where an unescaped [word] is a style tag and vanishes
-    (`--config` once read "TOML file with      sections"); every [...] in the source shows."""
-    import re
-
+def _command(path: tuple[str, ...]):
+    """The click command at ``path`` (e.g. ("data", "list")) of the CLI."""
     import typer
 
     from seqrec.cli import app
@@ -66,6 +62,16 @@ def test_help_shows_bracketed_text(monkeypatch, capsys, path):
     cmd = typer.main.get_command(app)
     for name in path:
         cmd = cmd.commands[name]
+    return cmd
+
+
+@pytest.mark.parametrize("path", _commands(), ids=" ".join)
+def test_help_shows_bracketed_text(monkeypatch, capsys, path):
+    """Help renders as rich markup, where an unescaped [word] is a style tag and vanishes
+    (`--config` once read "TOML file with      sections"); every [...] in the source shows."""
+    import re
+
+    cmd = _command(path)
     monkeypatch.setenv("COLUMNS", "250")
     code, out, _ = run_cli(monkeypatch, capsys, *path, "--help")
     assert code == 0
@@ -101,13 +107,7 @@ def test_help_prose_is_reflowed_and_examples_are_lines(path):
     """typer keeps a docstring's single line breaks, so hard-wrapped prose came out ragged at
     80 columns; every command's help has one line per prose paragraph, and any "Example" is
     followed by indented command lines."""
-    import typer
-
-    from seqrec.cli import app
-
-    cmd = typer.main.get_command(app)
-    for name in path:
-        cmd = cmd.commands[name]
+    cmd = _command(path)
     for paragraph in (cmd.help or "").split("\n\n"):
         lines = paragraph.split("\n")
         if not any(line.startswith(" ") for line in lines):

@@ -153,6 +153,15 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def check_choice(where: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    """Raise ConfigError "WHERE must be one of A, B; got 'x' (did you mean ...)" unless value is
+    one of ``choices`` (the config's validation, and the models' own for direct use)."""
+    if value not in choices:
+        raise ConfigError(
+            f"{where} must be one of {', '.join(choices)}; got '{value}'{suggest(value, choices)}"
+        )
+
+
 def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
     where = f"{section}.{key}"
     if value is None:
@@ -260,24 +269,18 @@ def validate(cfg: RunConfig) -> RunConfig:
 
     d, m, lo, t, e = cfg.data, cfg.model, cfg.loss, cfg.train, cfg.eval
 
-    def choice(where: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
-        if value not in choices:
-            raise ConfigError(
-                f"{where} must be one of {', '.join(choices)}; got '{value}'{suggest(value, choices)}"
-            )
-
     def positive(where: str, value: float, minimum: float = 1) -> None:
         if value < minimum:
             raise ConfigError(f"{where} must be >= {minimum}, got {value}")
 
-    choice("data.format", d.format, FORMATS)
-    choice("data.split", d.split, SPLITS)
-    choice("model.name", m.name, sorted(MODELS))
-    choice("model.block", m.block, BLOCKS)
-    choice("model.residual", m.residual, RESIDUALS)
-    choice("model.padding_keys", m.padding_keys, PADDING_KEYS)
-    choice("model.init", m.init, INITS)
-    choice("model.gru_variant", m.gru_variant, GRU_VARIANTS)
+    check_choice("data.format", d.format, FORMATS)
+    check_choice("data.split", d.split, SPLITS)
+    check_choice("model.name", m.name, sorted(MODELS))
+    check_choice("model.block", m.block, BLOCKS)
+    check_choice("model.residual", m.residual, RESIDUALS)
+    check_choice("model.padding_keys", m.padding_keys, PADDING_KEYS)
+    check_choice("model.init", m.init, INITS)
+    check_choice("model.gru_variant", m.gru_variant, GRU_VARIANTS)
     if m.block == "bert" and (m.residual, m.padding_keys) != ("query", "masked"):
         raise ConfigError(
             "model.residual and model.padding_keys are variants of the 'sasrec' block; the 'bert' "
@@ -291,10 +294,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     if not 0.0 <= t.adam_beta2 < 1.0:
         raise ConfigError(f"train.adam_beta2 must be in [0, 1), got {t.adam_beta2}")
-    choice("loss.name", lo.name, sorted(LOSSES))
-    choice("loss.positions", lo.positions, POSITIONS)
-    choice("loss.pool", lo.pool, POOLS)
-    choice("loss.ce_impl", lo.ce_impl, CE_IMPLS)
+    check_choice("loss.name", lo.name, sorted(LOSSES))
+    check_choice("loss.positions", lo.positions, POSITIONS)
+    check_choice("loss.pool", lo.pool, POOLS)
+    check_choice("loss.ce_impl", lo.ce_impl, CE_IMPLS)
     positive("loss.ce_chunk_size", lo.ce_chunk_size)
     for key in ("rece_buckets", "rece_chunks"):
         if getattr(lo, key) is not None:
@@ -341,7 +344,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if t.weight_decay < 0:
         raise ConfigError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
     positive("eval.batch_size", e.batch_size)
-    choice("eval.history", e.history, HISTORY_PROTOCOLS)
+    check_choice("eval.history", e.history, HISTORY_PROTOCOLS)
     if not e.ks or any(k < 1 for k in e.ks):
         raise ConfigError(f"eval.ks must be positive integers, got {list(e.ks)}")
     if "ndcg@10" not in {f"ndcg@{k}" for k in e.ks}:

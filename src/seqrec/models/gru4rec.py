@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seqrec.config import ModelConfig
+from seqrec.config import GRU_VARIANTS, ModelConfig, check_choice
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.models.base import SequentialRecommender
 from seqrec.models.dropout import FastDropout
@@ -65,10 +65,7 @@ class GRU4Rec(SequentialRecommender):
         super().__init__()
         if n_items < 1:
             raise ConfigError(f"GRU4Rec needs at least one item, got n_items={n_items}")
-        if variant not in ("plain", "recbole"):
-            raise ConfigError(
-                f"GRU4Rec: model.gru_variant must be 'plain' or 'recbole', got {variant!r}"
-            )
+        check_choice("model.gru_variant", variant, GRU_VARIANTS)
         if dim < 1 or layers < 1 or maxlen < 1:
             raise ConfigError(
                 f"GRU4Rec: dim, layers and maxlen must be >= 1, got dim={dim}, layers={layers}, "
@@ -96,7 +93,7 @@ class GRU4Rec(SequentialRecommender):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, n_items: int) -> GRU4Rec:
-        """Build from a :class:`seqrec.config.ModelConfig` (uses dim, layers, dropout, maxlen; not heads)."""
+        """Build from a :class:`seqrec.config.ModelConfig` (uses dim, layers, dropout, maxlen, gru_variant)."""
         return cls(
             n_items,
             dim=cfg.dim,

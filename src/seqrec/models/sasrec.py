@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqrec.config import ModelConfig
+from seqrec.config import BLOCKS, INITS, PADDING_KEYS, RESIDUALS, ModelConfig, check_choice
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.models.base import SequentialRecommender, real_positions
 from seqrec.models.dropout import FastDropout, dropout
@@ -318,20 +318,10 @@ class SASRec(SequentialRecommender):
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"SASRec: model.dropout must be in [0, 1), got {dropout}")
-        if residual not in ("query", "input"):
-            raise ConfigError(
-                f"SASRec: model.residual must be 'query' or 'input', got {residual!r}"
-            )
-        if padding_keys not in ("masked", "attend"):
-            raise ConfigError(
-                f"SASRec: model.padding_keys must be 'masked' or 'attend', got {padding_keys!r}"
-            )
-        if init not in ("xavier", "freerec", "normal"):
-            raise ConfigError(
-                f"SASRec: model.init must be 'xavier', 'freerec' or 'normal', got {init!r}"
-            )
-        if block not in ("sasrec", "bert"):
-            raise ConfigError(f"SASRec: model.block must be 'sasrec' or 'bert', got {block!r}")
+        check_choice("model.residual", residual, RESIDUALS)
+        check_choice("model.padding_keys", padding_keys, PADDING_KEYS)
+        check_choice("model.init", init, INITS)
+        check_choice("model.block", block, BLOCKS)
         if block == "bert" and (residual, padding_keys) != ("query", "masked"):
             raise ConfigError(
                 "SASRec: model.residual and model.padding_keys are variants of the 'sasrec' "
@@ -362,7 +352,7 @@ class SASRec(SequentialRecommender):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, n_items: int) -> SASRec:
-        """Build from a :class:`seqrec.config.ModelConfig` (uses dim, layers, heads, dropout, maxlen)."""
+        """Build from a :class:`seqrec.config.ModelConfig` (every model field but gru_variant)."""
         return cls(
             n_items,
             dim=cfg.dim,
