@@ -36,6 +36,7 @@ matplotlib.use("Agg")  # no display needed; must precede any pyplot import elsew
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 Curves = Mapping[str, Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]]
@@ -119,6 +120,29 @@ def _panel(
     return drawn
 
 
+REFERENCE_LABEL = "dashed: the authors' published run"
+
+
+def _reference_panel(
+    ax: Axes,
+    per_method: Mapping[str, Sequence[Mapping[str, Any]]],
+    x: Getter,
+    y: Getter,
+    colours: Mapping[str, Any],
+) -> bool:
+    """Each method's published curve (one run's records), dashed in the method's colour."""
+    drawn = False
+    for method, records in per_method.items():
+        pts = [(x(r), y(r)) for r in records]
+        pts = [(a, b) for a, b in pts if a is not None and b is not None]
+        if not pts or method not in colours:
+            continue
+        xs, ys = zip(*sorted(pts), strict=True)
+        ax.plot(xs, ys, color=colours[method], linestyle="--", linewidth=1.1, alpha=0.85)
+        drawn = True
+    return drawn
+
+
 def plot_curves(
     curves: Curves,
     out_stem: str | Path,
@@ -131,11 +155,13 @@ def plot_curves(
     logy: bool = False,
     vlines: Sequence[tuple[float, str]] = (),
     integer_x: bool = False,
+    references: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
 ) -> list[Path]:
     """One figure, one panel per dataset; saved as ``out_stem.png`` and ``out_stem.svg``.
 
     ``vlines``: (x, label) reference lines drawn dashed in every panel; ``integer_x``: only
-    whole-number ticks on the x axis (epochs, positions).
+    whole-number ticks on the x axis (epochs, positions); ``references[dataset][method]``: a
+    published run's records (same ``x``/``y`` getters), drawn dashed in the method's colour.
     """
     datasets = list(curves)
     n = max(len(datasets), 1)
@@ -146,6 +172,10 @@ def plot_curves(
     handles: dict[str, Any] = {}
     for ax, dataset in zip(axes, datasets, strict=False):
         drawn = _panel(ax, curves[dataset], x, y, colours)
+        if references and _reference_panel(ax, references.get(dataset, {}), x, y, colours):
+            handles.setdefault(
+                REFERENCE_LABEL, Line2D([], [], color="0.3", linestyle="--", linewidth=1.1)
+            )
         ax.set_title(dataset, fontsize=11)
         ax.set_xlabel(xlabel)
         if logy and drawn and ax.dataLim.ymin > 0:  # log only makes sense for positive values
@@ -211,12 +241,15 @@ def plot_study(
     out_dir: str | Path,
     *,
     positions: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+    references: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
 ) -> dict[str, Path]:
     """The standard figures (see the module docstring) in ``out_dir``; returns
     ``{"<figure>.png": path, "<figure>.svg": path, ...}``.
 
     ``positions[dataset][method]`` lists the runs' per-position metrics (one per seed); the
-    per-position figure is drawn if any run has them.
+    per-position figure is drawn if any run has them. ``references[dataset][method]``: a
+    published run's validation records (``epoch``, ``ndcg@10``), drawn dashed beside ours in
+    the validation-against-epochs figure.
     """
     out_dir = Path(out_dir)
     specs = [
@@ -251,6 +284,7 @@ def plot_study(
                 xlabel="epoch",
                 ylabel="validation NDCG@10",
                 title="Validation NDCG@10 against epochs",
+                references=references,
             ),
         ),
     ]

@@ -811,6 +811,57 @@ def _paper_markdown(comparisons: Sequence[PaperComparison], reference: str | Non
         "",
         f"{flagged} of {total} numbers differ from the paper by more than {GAP_FLAG_PCT:g}%.",
     ]
+    return lines + _authors_runs_markdown(comparisons)
+
+
+def seed_spread(ours: float, theirs: Sequence[float]) -> str:
+    """Where ``ours`` lies among the authors' per-seed values: "in their range" or how many of
+    their seed standard deviations it is above or below their mean.
+
+    >>> seed_spread(0.5, [0.4, 0.6])
+    'in their range'
+    >>> seed_spread(0.3, [0.4, 0.5, 0.6])
+    '0.5 below their range; -2.0 sd'
+    """
+    lo, hi = min(theirs), max(theirs)
+    if lo <= ours <= hi:
+        return "in their range"
+    sd = float(np.std(theirs, ddof=1)) if len(theirs) > 1 else 0.0
+    side, edge = ("below", lo) if ours < lo else ("above", hi)
+    dist = abs(ours - edge) / (hi - lo) if hi > lo else math.inf
+    z = f"{(ours - float(np.mean(theirs))) / sd:+.1f} sd" if sd > 0 else "sd 0"
+    return f"{dist:.1f} {side} their range; {z}"
+
+
+def _authors_runs_markdown(comparisons: Sequence[PaperComparison]) -> list[str]:
+    """Ours beside the authors' own seeds (their published logs), where the row has them."""
+    with_runs = [c for c in comparisons if c.row.runs]
+    metrics = [k for k in ("ndcg@10", "hr@10") if any(k in c.row.runs for c in with_runs)]
+    if not with_runs or not metrics:
+        return []
+    n = max(len(v) for c in with_runs for v in c.row.runs.values())
+    lines = [
+        "",
+        f"Beside the authors' own {n} runs per cell (read from the logs published with their "
+        "code): ours (mean over seeds), their mean ± sd over seeds [min–max], and where ours "
+        "lies (distance outside their range in units of that range; sd from their mean).",
+        "",
+        "| method | " + " | ".join(_name(k) for k in metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
+    for c in with_runs:
+        cells = [f"`{c.method}`"]
+        for k in metrics:
+            theirs = c.row.runs.get(k)
+            if not theirs or k not in c.ours:
+                cells.append("")
+                continue
+            mean, sd = float(np.mean(theirs)), float(np.std(theirs, ddof=1))
+            cells.append(
+                f"{c.ours[k]:.4f} vs {mean:.4f} ± {sd:.4f} [{min(theirs):.4f}–{max(theirs):.4f}]"
+                f": {seed_spread(c.ours[k], theirs)}"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -1004,7 +1055,18 @@ def write_report(
                 + ", ".join(missing[:5])
                 + (" ..." if len(missing) > 5 else "")
             )
-        plot_paths = plot_study(curves, out / "plots", positions=positions)
+        references = {  # the authors' own validation curve beside ours, where published
+            c.dataset: {} for c in comparisons if c.row.curve
+        }
+        for c in comparisons:
+            if c.row.curve:  # shaped like our records: {"epoch": e, "valid": {metric: v}}
+                references[c.dataset][c.method] = [
+                    {"epoch": p["epoch"], "valid": {k: v for k, v in p.items() if "@" in k}}
+                    for p in c.row.curve
+                ]
+        plot_paths = plot_study(
+            curves, out / "plots", positions=positions, references=references or None
+        )
         written.update(plot_paths)
 
     title = f"Study {info['study']}" if info.get("study") else f"Runs in {runs_dir}"
