@@ -596,10 +596,13 @@ def report(
 
     Per dataset and method: mean ± std over seeds of HR/NDCG@5,10,20 and MRR, best per column
     in bold, relative change and paired t-test p-values against the baseline, and (with a
-    reference) the paper's numbers beside ours with gaps above 5% flagged.
+    reference) the paper's numbers beside ours with gaps above 5% flagged. With xu2024 also the
+    authors' own runs, read from the logs they published: their seeds' spread beside ours, and
+    their validation curve dashed in the validation-against-epochs plot.
 
-    Example:
+    Examples:
       seqrec report runs/quickstart --baseline bce
+      seqrec report runs/xu2024 --reference xu2024 --explain gaps.md
     """
     from seqrec.experiments.report import write_report
 
