@@ -20,7 +20,7 @@ epoch):
   by ``benchmarks/xu2024_authors_logs.py``). Those logs also give every row the authors' per-seed
   test values (:attr:`PaperRow.runs`) and one validation curve (:attr:`PaperRow.curve`), so a
   report can say whether our number lies within their seeds' spread and plot their curve beside
-  ours. The table and the logs' means agree to the fourth decimal except ML-1M CE (table
+  ours. The table and the logs' means agree within 1e-4 except ML-1M CE (table
   0.1812 / 0.3131, logs 0.1820 / 0.3140) and Beauty NCE NDCG@10 (0.0573, logs 0.0571).
 """
 
