@@ -156,6 +156,24 @@ def test_labels_without_manifest_include_the_settings_that_differ(tmp_path):
     assert {r.dataset for r in records} == {"synthetic"} and {r.seed for r in records} == {5}
 
 
+def test_labels_name_only_the_loss_settings_each_loss_reads(tmp_path):
+    """NCE with c = 0 and c = 10 beside CE (which has no c and no negatives): the NCE runs are
+    told apart by c and K, the CE run is not labelled with settings it never read."""
+    root = tmp_path / "runs"
+    for name, loss in (
+        ("ce", {"name": "ce"}),
+        ("nce0", {"name": "nce", "nce_c": 0.0, "negatives": 50}),
+        ("nce10", {"name": "nce", "nce_c": 10.0, "negatives": 50}),
+    ):
+        fake_run(root / name, tiny_config(loss=loss), metrics(0.2))
+    records, _, _ = collect_runs(root)
+    assert sorted(r.method for r in records) == [
+        "sasrec-ce-all",
+        "sasrec-nce-all-nce_c0-negatives50",
+        "sasrec-nce-all-nce_c10-negatives50",
+    ]
+
+
 def test_broken_and_unfinished_folders_are_skipped_with_a_note(tmp_path):
     root = make_study_runs(tmp_path / "runs")
     (root / "unfinished").mkdir()

@@ -3,6 +3,8 @@ a gradient step raises the target's score, zero gradient on the padding row."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,27 @@ def test_build_loss_passes_config():
     loss = build_loss(LossConfig(name="bce", negatives=7, pool="not-history"), N_ITEMS)
     assert isinstance(loss, SampledLoss)
     assert (loss.negatives, loss.pool, loss.n_items) == (7, "not-history", N_ITEMS)
+
+
+class _RecordingConfig:
+    """A LossConfig that records which fields are read."""
+
+    def __init__(self, cfg: LossConfig) -> None:
+        self._cfg, self.read = cfg, set()
+
+    def __getattr__(self, field: str):
+        self.read.add(field)
+        return getattr(self._cfg, field)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_config_settings_name_every_field_the_loss_reads(name):
+    """Reports name methods by the settings a loss reads (``config_settings``): a field read
+    but not declared would merge two different methods under one label."""
+    cfg = _RecordingConfig(LossConfig(name=name, negatives=5, pool="not-target"))
+    counts = np.arange(N_ITEMS + 1)
+    build_loss(cfg, N_ITEMS, item_counts=counts)  # type: ignore[arg-type]
+    cls = LOSSES[name]
+    assert cfg.read - {"name", "positions"} == set(cls.config_settings()), name
+    unknown = set(cls.config_settings()) - {f.name for f in dataclasses.fields(LossConfig)}
+    assert not unknown, unknown

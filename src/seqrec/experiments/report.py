@@ -4,7 +4,8 @@ Every folder under ``RUNS_DIR`` (at any depth, hidden folders skipped) that hold
 ``results.json`` is one run. Its labels come from the ``sweep.json`` next to it (written by
 :func:`seqrec.experiments.sweep.run_sweep`); runs made by hand with ``seqrec train`` get labels
 from their ``config.toml``: dataset = the dataset's name, method = ``model-loss-positions`` plus
-every setting that differs between runs (``lr0.003``), seed = ``train.seed``.
+every setting that differs between runs (``lr0.003``) and that the run's loss reads (``nce_c``
+names NCE runs, never CE ones: ``SequenceLoss.config_settings``), seed = ``train.seed``.
 
 Statistics, per dataset and method, over seeds (test metrics at the best validation epoch):
 
@@ -33,6 +34,7 @@ and ``plots/*.png|svg`` (see :mod:`seqrec.experiments.plots`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -47,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from seqrec import runs
-from seqrec.config import RunConfig
+from seqrec.config import LossConfig, RunConfig
 from seqrec.errors import SeqrecError
 from seqrec.experiments.papers import GAP_FLAG_PCT, SOURCES, PaperRow, gap_pct, paper_rows
 from seqrec.experiments.positions import PositionMetrics, load_positions
@@ -145,6 +147,16 @@ def paper_key(cfg: RunConfig) -> tuple[str, str, str, str]:
     return (ds, cfg.model.name, cfg.loss.name, cfg.loss.positions)
 
 
+def _loss_settings(name: str) -> frozenset[str]:
+    """The ``loss.*`` settings the loss ``name`` reads (all of them for an unknown name)."""
+    from seqrec.losses import LOSSES
+
+    cls = LOSSES.get(name)
+    if cls is None:
+        return frozenset(f.name for f in dataclasses.fields(LossConfig))
+    return cls.config_settings()
+
+
 def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
     """(dataset, method) labels for runs without a sweep manifest (see the module docstring)."""
     flats = [_flat(c) for c in configs]
@@ -160,10 +172,13 @@ def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
             for k in varying
             if k.startswith("data.") and k not in named
         ]
+        reads = _loss_settings(cfg.loss.name)
         other = [
             f"{k.split('.', 1)[1]}{_fmt(f[k])}"
             for k in varying
-            if not k.startswith("data.") and k not in named
+            if not k.startswith("data.")
+            and k not in named
+            and (not k.startswith("loss.") or k.split(".", 1)[1] in reads)
         ]
         dataset = clean_label("-".join([ds, *data_extra]))
         method = clean_label("-".join([cfg.model.name, cfg.loss.name, cfg.loss.positions, *other]))

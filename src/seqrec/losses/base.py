@@ -35,6 +35,13 @@ class SequenceLoss(nn.Module):
     #: short registry name, e.g. "ce"
     name: str = ""
 
+    @classmethod
+    def config_settings(cls) -> frozenset[str]:
+        """The LossConfig fields, besides ``name`` and ``positions``, that ``from_config``
+        reads: the settings that can make two runs of this loss differ (a report names a
+        method by these and ignores the rest, e.g. ``nce_c`` on a ``ce`` run)."""
+        return frozenset()
+
     def forward(
         self,
         hidden: Tensor,

@@ -310,6 +310,12 @@ class RECELoss(SequenceLoss):
         self.seed = seed
 
     @classmethod
+    def config_settings(cls) -> frozenset[str]:
+        return frozenset(
+            {"rece_buckets", "rece_chunks", "rece_extra_chunks", "rece_rounds", "rece_alpha"}
+        )
+
+    @classmethod
     def from_config(
         cls, cfg: Any, n_items: int, *, item_counts: np.ndarray | None = None
     ) -> RECELoss:

@@ -222,6 +222,13 @@ class SampledLoss(SequenceLoss):
     config_fields: ClassVar[dict[str, tuple[str, Any]]] = {}
 
     @classmethod
+    def config_settings(cls) -> frozenset[str]:
+        """negatives, pool, popularity_power and this loss's ``config_fields``."""
+        return frozenset(
+            {"negatives", "pool", "popularity_power", *(f for f, _ in cls.config_fields.values())}
+        )
+
+    @classmethod
     def from_config(
         cls, cfg: Any, n_items: int, *, item_counts: np.ndarray | None = None
     ) -> SampledLoss:

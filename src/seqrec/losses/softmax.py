@@ -337,6 +337,10 @@ class ChunkedCE(SequenceLoss):
         self.torch_rows = torch_rows
 
     @classmethod
+    def config_settings(cls) -> frozenset[str]:
+        return frozenset({"ce_impl", "ce_chunk_size"})
+
+    @classmethod
     def from_config(
         cls, cfg: Any, n_items: int, *, item_counts: np.ndarray | None = None
     ) -> ChunkedCE:
