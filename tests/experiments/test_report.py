@@ -407,6 +407,8 @@ def test_report_puts_the_papers_numbers_beside_ours_and_flags_gaps(tmp_path):
     assert summary["sasrec-ce-all"]["hr@20_paper"] == ""  # neither the table nor the logs
     # ours beside the authors' own five seeds (Beauty CE NDCG@10: 0.0591..0.0601)
     assert "Beside the authors' own 5 runs per cell" in md
+    # the fake runs' tiny settings are not the authors': the report says so, cell by cell
+    assert "beauty/sasrec-ce-all trains otherwise than the authors' logged runs: train.epochs" in md
     assert "| `sasrec-ce-all` | 0.0609 vs 0.0597 ± 0.0004 [0.0591–0.0601]: 0.8 above" in md
     assert "$^\\ddagger$" in out["report.tex"].read_text()
     # the reference can be switched off or replaced from the command line

@@ -242,34 +242,38 @@ def test_xu2024_study_runs_the_reference_configs():
 
 def test_xu2024_study_uses_the_authors_logged_settings():
     """Every cell of the study trains with the settings the authors' own runs logged (their
-    published FreeRec logs, ``seqrec.experiments.papers.authors_runs``): BCE and BPR were tuned
-    apart from CE, and a study that gave them CE's settings came out 16% low on Beauty BPR."""
-    from seqrec.experiments.papers import authors_runs
+    published FreeRec logs): BCE and BPR were tuned apart from CE, and a study that gave them
+    CE's settings came out 16% low on Beauty BPR."""
+    from seqrec.experiments.papers import paper_rows, settings_diff
 
-    cells = authors_runs("xu2024")["cells"]
-    planned = {
-        (r.config.data.dataset, r.config.loss.name): r.config
-        for r in load_study(REPO / "benchmarks" / "studies" / "xu2024.toml").runs()
+    rows = paper_rows("xu2024")
+    runs = load_study(REPO / "benchmarks" / "studies" / "xu2024.toml").runs()
+    assert {(r.config.data.dataset, r.config.loss.name) for r in runs} == {
+        (k[0], k[2]) for k, row in rows.items() if row.settings
     }
-    assert set(planned) == {(c["dataset"], c["loss"]) for c in cells.values()}
-    pools = {"unseen": "not-history", "all": "all"}
-    for cell in cells.values():
-        theirs = cell["settings"]
-        cfg = planned[(cell["dataset"], cell["loss"])]
-        ours = {
-            "epochs": cfg.train.epochs,
-            "dropout_rate": cfg.model.dropout,
-            "lr": cfg.train.lr,
-            "batch_size": cfg.train.batch_size,
-            "maxlen": cfg.model.maxlen,
-            "weight_decay": cfg.train.weight_decay,
-        }
-        want = {k: float(theirs[k]) for k in ours}
-        if cell["loss"] != "ce":  # CE scores every item: no negatives to sample
-            ours |= {"num_negs": cfg.loss.negatives, "neg_pool": cfg.loss.pool}
-            want |= {"num_negs": float(theirs["num_negs"]), "neg_pool": pools[theirs["neg_pool"]]}
-        if cell["loss"] == "nce":
-            ours["c"], want["c"] = cfg.loss.nce_c, float(theirs["c"])
-        if cell["loss"] == "sce":
-            ours["alpha"], want["alpha"] = cfg.loss.alpha, float(theirs["alpha"])
-        assert ours == want, (cell["dataset"], cell["loss"])
+    for r in runs:
+        row = rows[(r.config.data.dataset, "sasrec", r.config.loss.name, "all")]
+        assert settings_diff(row, r.config) == [], r.name
+
+
+def test_settings_diff_compares_what_the_loss_reads():
+    from dataclasses import replace
+
+    from seqrec.experiments.papers import paper_rows, settings_diff
+
+    run = {r.name: r for r in load_study(REPO / "benchmarks" / "studies" / "xu2024.toml").runs()}
+    bpr = run["beauty-sasrec-bpr-all-seed42"].config
+    row = paper_rows("xu2024")[("beauty", "sasrec", "bpr", "all")]
+    off = replace(bpr, model=replace(bpr.model, dropout=0.6), loss=replace(bpr.loss, pool="all"))
+    assert settings_diff(row, off) == [
+        "model.dropout 0.6 (theirs 0.3)",
+        "loss.pool all (theirs not-history)",
+    ]
+    ce = run["beauty-sasrec-ce-all-seed42"].config  # CE samples nothing: K and pool not compared
+    ce_row = paper_rows("xu2024")[("beauty", "sasrec", "ce", "all")]
+    assert settings_diff(ce_row, replace(ce, loss=replace(ce.loss, negatives=7))) == []
+    nce = run["yelp-sasrec-nce-all-seed42"].config
+    nce_row = paper_rows("xu2024")[("yelp", "sasrec", "nce", "all")]
+    assert settings_diff(nce_row, replace(nce, loss=replace(nce.loss, nce_c=0.0))) == [
+        "loss.nce_c 0.0 (theirs 10.0)"
+    ]

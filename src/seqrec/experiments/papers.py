@@ -27,11 +27,14 @@ epoch):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seqrec.config import RunConfig
 
 GAP_FLAG_PCT = 5.0  # |ours - paper| / paper above this is flagged in the report
 
@@ -56,6 +59,8 @@ class PaperRow:
     runs: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: MappingProxyType({}))
     #: one of those runs' validation records (``epoch``, ``ndcg@10``, ...; ``train_loss``)
     curve: tuple[Mapping[str, float], ...] = ()
+    #: the settings the authors' runs logged (their names and spelling, e.g. ``dropout_rate``)
+    settings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -126,6 +131,42 @@ _XU = {
 }
 
 
+#: the authors' logged FreeRec settings -> (our config field, their value in our terms)
+_FREEREC_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "epochs": ("train.epochs", int),
+    "dropout_rate": ("model.dropout", float),
+    "lr": ("train.lr", float),
+    "batch_size": ("train.batch_size", int),
+    "maxlen": ("model.maxlen", int),
+    "weight_decay": ("train.weight_decay", float),
+    "num_negs": ("loss.negatives", int),
+    "neg_pool": ("loss.pool", lambda v: {"unseen": "not-history"}.get(v, v)),
+    "c": ("loss.nce_c", float),
+    "alpha": ("loss.alpha", float),
+}
+
+
+def settings_diff(row: PaperRow, cfg: RunConfig) -> list[str]:
+    """``"model.dropout 0.6 (theirs 0.3)"`` for every setting the authors' runs logged that
+    ``cfg`` sets otherwise; ``loss.*`` settings only where ``cfg``'s loss reads them (CE draws
+    no negatives, so their ``num_negs`` is not compared). Empty without logged settings."""
+    from seqrec.losses import loss_settings
+
+    reads = loss_settings(cfg.loss.name)
+    out = []
+    for name, (ours_key, convert) in _FREEREC_SETTINGS.items():
+        raw = row.settings.get(name)
+        if raw is None or raw == "None":
+            continue
+        section, key = ours_key.split(".")
+        if section == "loss" and key not in reads:
+            continue
+        theirs, ours = convert(raw), getattr(getattr(cfg, section), key)
+        if ours != theirs:
+            out.append(f"{ours_key} {ours} (theirs {theirs})")
+    return out
+
+
 #: metrics of the authors' logs that mean what ours mean (their MRR@k stops at k: not our MRR)
 _LOG_METRICS = ("hr@5", "hr@10", "ndcg@5", "ndcg@10")
 
@@ -147,7 +188,9 @@ def _xu_rows() -> list[PaperRow]:
         metrics: dict[str, float] = {}
         runs: dict[str, tuple[float, ...]] = {}
         curve: tuple[Mapping[str, float], ...] = ()
+        settings: Mapping[str, str] = MappingProxyType({})
         if cell is not None:
+            settings = MappingProxyType(dict(cell["settings"]))
             for k in _LOG_METRICS:
                 values = tuple(r["test"][k] for r in cell["runs"] if k in r["test"])
                 if len(values) == len(cell["runs"]):
@@ -168,6 +211,7 @@ def _xu_rows() -> list[PaperRow]:
                 MappingProxyType(metrics),
                 MappingProxyType(runs),
                 curve,
+                settings,
             )
         )
     return rows
@@ -212,4 +256,13 @@ def gap_pct(ours: float, paper: float) -> float:
     return 100.0 * (ours - paper) / paper if paper else float("nan")
 
 
-__all__ = ["GAP_FLAG_PCT", "PAPERS", "SOURCES", "PaperRow", "authors_runs", "gap_pct", "paper_rows"]
+__all__ = [
+    "GAP_FLAG_PCT",
+    "PAPERS",
+    "SOURCES",
+    "PaperRow",
+    "authors_runs",
+    "gap_pct",
+    "paper_rows",
+    "settings_diff",
+]

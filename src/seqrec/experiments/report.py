@@ -34,7 +34,6 @@ and ``plots/*.png|svg`` (see :mod:`seqrec.experiments.plots`).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -49,12 +48,20 @@ from typing import Any
 import numpy as np
 
 from seqrec import runs
-from seqrec.config import LossConfig, RunConfig
+from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
-from seqrec.experiments.papers import GAP_FLAG_PCT, SOURCES, PaperRow, gap_pct, paper_rows
+from seqrec.experiments.papers import (
+    GAP_FLAG_PCT,
+    SOURCES,
+    PaperRow,
+    gap_pct,
+    paper_rows,
+    settings_diff,
+)
 from seqrec.experiments.positions import PositionMetrics, load_positions
 from seqrec.experiments.study import clean_label
 from seqrec.io import atomic_write, atomic_write_text
+from seqrec.losses import loss_settings
 
 REPORT_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 ALPHA = 0.05  # significance level marked with a dagger
@@ -147,16 +154,6 @@ def paper_key(cfg: RunConfig) -> tuple[str, str, str, str]:
     return (ds, cfg.model.name, cfg.loss.name, cfg.loss.positions)
 
 
-def _loss_settings(name: str) -> frozenset[str]:
-    """The ``loss.*`` settings the loss ``name`` reads (all of them for an unknown name)."""
-    from seqrec.losses import LOSSES
-
-    cls = LOSSES.get(name)
-    if cls is None:
-        return frozenset(f.name for f in dataclasses.fields(LossConfig))
-    return cls.config_settings()
-
-
 def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
     """(dataset, method) labels for runs without a sweep manifest (see the module docstring)."""
     flats = [_flat(c) for c in configs]
@@ -172,7 +169,7 @@ def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
             for k in varying
             if k.startswith("data.") and k not in named
         ]
-        reads = _loss_settings(cfg.loss.name)
+        reads = loss_settings(cfg.loss.name)
         other = [
             f"{k.split('.', 1)[1]}{_fmt(f[k])}"
             for k in varying
@@ -546,6 +543,25 @@ def compare_with_paper(
             "(matched on data.dataset, model.name, loss.name, loss.positions)"
         )
     return out, notes
+
+
+def settings_notes(records: Sequence[RunRecord], reference: str) -> list[str]:
+    """A note per (dataset, method) whose runs train otherwise than the authors' logged runs
+    of the same cell (:func:`seqrec.experiments.papers.settings_diff`): a gap to the paper then
+    may be the settings, not the method."""
+    rows = paper_rows(reference)
+    notes: dict[tuple[str, str], str] = {}
+    for r in records:
+        row = rows.get(r.paper_key)
+        if row is None or (r.dataset, r.method) in notes:
+            continue
+        diff = settings_diff(row, r.config)
+        if diff:
+            notes[(r.dataset, r.method)] = (
+                f"{r.dataset}/{r.method} trains otherwise than the authors' logged runs: "
+                + "; ".join(diff)
+            )
+    return list(notes.values())
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -1030,7 +1046,7 @@ def write_report(
     comparisons: list[PaperComparison] = []
     if reference:
         comparisons, paper_notes = compare_with_paper(summaries, reference)
-        notes += paper_notes
+        notes += paper_notes + settings_notes(records, reference)
         flagged = sum(c.flagged(k) for c in comparisons for k in c.gap)
         if flagged and explanation is None:
             notes.append(

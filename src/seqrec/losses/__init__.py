@@ -27,6 +27,8 @@ Sampled losses draw ``loss.negatives`` negatives per position from ``loss.pool``
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from seqrec.config import LossConfig, suggest
@@ -74,4 +76,13 @@ def build_loss(
     return cls()
 
 
-__all__ = ["LOSSES", "History", "SampledLoss", "SequenceLoss", "build_loss"]
+def loss_settings(name: str) -> frozenset[str]:
+    """The ``loss.*`` settings (LossConfig fields besides name and positions) the loss ``name``
+    reads; every field for a name not in the registry."""
+    cls = LOSSES.get(name)
+    if cls is None:
+        return frozenset(f.name for f in dataclasses.fields(LossConfig)) - {"name", "positions"}
+    return cls.config_settings()
+
+
+__all__ = ["LOSSES", "History", "SampledLoss", "SequenceLoss", "build_loss", "loss_settings"]
