@@ -78,8 +78,11 @@ class _GatherScores(torch.autograd.Function):
 #: M item rows of each position; below it, it scores the whole catalogue with a matmul and picks
 #: the M columns. Measured on Beauty shapes (N = 3,584, C = 12,101, M = 501, d = 64, one core):
 #: forward + backward 1.6-2.3 s gathered vs 0.5-0.7 s dense; the gather is memory-bound
-#: (N·M·d floats read twice and scattered once) where the matmul is compute-bound.
-DENSE_RATIO = 32
+#: (N·M·d floats read twice and scattered once) where the matmul is compute-bound. On ML-1M
+#: shapes (N = 25,600, M = 101, d = 64, one thread, gathered / dense in the same run, with other
+#: jobs on the machine): C / M = 34 (ML-1M's 3,417 rows) 2.25 s / 1.32 s, 59: 2.16 / 1.65,
+#: 120: 2.44 / 3.86, 198: 2.48 / 6.70; with M = 51 at C / M = 67: 0.95 / 1.21. Hence 48.
+DENSE_RATIO = 48
 
 
 class _DenseGatherScores(torch.autograd.Function):
