@@ -79,9 +79,9 @@ class _GatherScores(torch.autograd.Function):
 #: the M columns. Measured on Beauty shapes (N = 3,584, C = 12,101, M = 501, d = 64, one core):
 #: forward + backward 1.6-2.3 s gathered vs 0.5-0.7 s dense; the gather is memory-bound
 #: (N·M·d floats read twice and scattered once) where the matmul is compute-bound. On ML-1M
-#: shapes (N = 25,600, M = 101, d = 64, one thread, gathered / dense in the same run, with other
-#: jobs on the machine): C / M = 34 (ML-1M's 3,417 rows) 2.25 s / 1.32 s, 59: 2.16 / 1.65,
-#: 120: 2.44 / 3.86, 198: 2.48 / 6.70; with M = 51 at C / M = 67: 0.95 / 1.21. Hence 48.
+#: shapes (N = 25,600, M = 101, d = 64, one thread, idle machine; benchmarks/gather_vs_dense.py)
+#: gathered / dense: C / M = 34 (ML-1M, K = 100) 1.33 s / 0.83 s, 48: 1.33 / 1.00, 59: 1.46 /
+#: 1.29, 79: 1.49 / 1.59, 198: 1.61 / 4.74; M = 51 at C / M = 67: 0.69 / 0.82. Hence 48.
 DENSE_RATIO = 48
 
 
