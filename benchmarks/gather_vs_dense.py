@@ -17,8 +17,8 @@ import argparse
 import time
 
 import torch
-from _common import machine, write_result
 
+from _common import machine, write_result
 from seqrec.losses.sampled import DENSE_RATIO, gather_scores
 
 # (N positions, C + 1 catalogue rows, M scored per position): ML-1M batch (128 × 200) with K = 100
