@@ -240,8 +240,13 @@ CLI_FAULTS: list[tuple[str, list[str], str]] = [
     ("malformed --set", ["train", "--set", "epochs3"], "--set expects section.key=value"),
     (
         "--resume with other options",
-        ["train", "--resume", "{run}", "--epochs", "3"],
-        "give no other training options",
+        ["train", "--resume", "{run}", "--lr", "0.1"],
+        "the only options it takes are a larger --epochs and --patience",
+    ),
+    (
+        "--resume with fewer epochs",
+        ["train", "--resume", "{run}", "--epochs", "0"],
+        "train.epochs must be",
     ),
     ("resume a finished run", ["train", "--resume", "{run}"], "already finished"),
     (

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,104 @@ def test_nan_loss_stops_with_diagnosis_and_keeps_the_best_checkpoint(
     model, meta = runs.load_checkpoint(run_dir / runs.BEST)  # hash checked
     assert meta["epoch"] == best
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---- training a run further (a larger --epochs / --patience) ----
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """Two run folders hold the same training: every logged epoch and the final results."""
+    ra, rb = (json.loads((d / runs.RESULTS).read_text()) for d in (a, b))
+    for key in ("test", "valid", "best_epoch", "epochs_run", "baselines"):
+        assert ra[key] == rb[key], key
+    la, lb = runs.read_metrics(a), runs.read_metrics(b)
+    assert [(r["epoch"], r["loss"], r.get("valid")) for r in la] == [
+        (r["epoch"], r["loss"], r.get("valid")) for r in lb
+    ]
+    assert runs.load_run_config(a) == replace(runs.load_run_config(b), name=a.name)
+
+
+def test_more_patience_continues_a_stopped_run_into_the_run_it_would_have_been(
+    tmp_path: Path,
+) -> None:
+    """lr 0.03 with patience 1 stops early (after epoch 6); trained further with patience 100
+    it must end exactly as a run started with patience 100."""
+    short = fit(config(tmp_path, "short", lr=0.03, patience=1), quiet=True)
+    before = short.results
+    assert before["epochs_run"] < EPOCHS  # it did stop early, so the test means something
+    fit(config(tmp_path, "long", lr=0.03, patience=100), quiet=True)
+
+    resume(short.run_dir, patience=100, quiet=True)
+    _same_run(short.run_dir, tmp_path / "long")
+    kept = short.run_dir / runs.EXTENSIONS / f"from-epoch-{before['epochs_run']}"
+    assert json.loads((kept / runs.RESULTS).read_text()) == before  # nothing is lost
+    assert runs.load_run_config(kept).train.patience == 1
+    _, meta = runs.load_checkpoint(short.run_dir / runs.BEST)
+    assert meta["epoch"] == json.loads((short.run_dir / runs.RESULTS).read_text())["best_epoch"]
+
+
+def test_more_epochs_continues_a_finished_run_through_the_real_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = fit(config(tmp_path, "four", epochs=4), quiet=True).run_dir
+    fit(config(tmp_path, "ten"), quiet=True)
+    code, _, err = run_cli_in_process(
+        monkeypatch, capsys, "train", "--resume", str(run_dir), "--epochs", str(EPOCHS)
+    )
+    assert code == 0, err
+    assert "trained further after epoch 4 (train.epochs: 4 != 10)" in err
+    _same_run(run_dir, tmp_path / "ten")
+
+
+def test_a_killed_extension_finishes_on_the_next_try(tmp_path: Path) -> None:
+    """Killed after the old results were moved aside but before the new config was written:
+    the folder is an unfinished run with the old config, and trying again finishes it."""
+    short = fit(config(tmp_path, "short", lr=0.03, patience=1), quiet=True)
+    fit(config(tmp_path, "long", lr=0.03, patience=100), quiet=True)
+    kept = short.run_dir / runs.EXTENSIONS / f"from-epoch-{short.results['epochs_run']}"
+    kept.mkdir(parents=True)
+    (short.run_dir / runs.RESULTS).replace(kept / runs.RESULTS)  # the kill lands here
+    resume(short.run_dir, patience=100, quiet=True)
+    _same_run(short.run_dir, tmp_path / "long")
+    assert json.loads((kept / runs.RESULTS).read_text()) == short.results
+
+
+@pytest.mark.parametrize(
+    ("start", "further", "match"),
+    [
+        ({"patience": 3}, {"patience": 2}, r"train\.patience 2 is smaller than the run's 3"),
+        ({"epochs": 4}, {"epochs": 3}, r"train\.epochs 3 is smaller than the run's 4"),
+        (
+            {"epochs": 4, "eval_every": 3},
+            {"epochs": 9},
+            r"its last epoch 4 was evaluated out of turn \(eval_every 3\)",
+        ),
+        ({"epochs": 2}, {}, r"already finished .*give a larger --epochs \(now 2\) or --patience"),
+    ],
+)
+def test_training_further_is_refused_when_it_would_not_be_exact(
+    tmp_path: Path, start: dict[str, int], further: dict[str, int], match: str
+) -> None:
+    run_dir = fit(config(tmp_path, "run", **{"epochs": 2, **start}), quiet=True).run_dir
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    with pytest.raises(TrainingError, match=match):
+        resume(run_dir, quiet=True, **further)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # untouched
+
+
+def test_resume_takes_no_option_but_epochs_and_patience(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = fit(config(tmp_path, "run", epochs=1), quiet=True).run_dir
+    code, _, err = run_cli_in_process(
+        monkeypatch, capsys, "train", "--resume", str(run_dir), "--lr", "0.1"
+    )
+    assert code == 2 and "the only options it takes are a larger --epochs and --patience" in err
+
+
+def test_a_finished_run_without_saved_state_is_not_trained_further(tmp_path: Path) -> None:
+    run_dir = fit(config(tmp_path, "run", epochs=2), quiet=True).run_dir
+    (run_dir / runs.LAST_STATE).unlink()  # e.g. deleted to save space
+    with pytest.raises(TrainingError, match=r"no saved training state \(last_state\.pt\)"):
+        resume(run_dir, epochs=4, quiet=True)
+    assert (run_dir / runs.RESULTS).exists()

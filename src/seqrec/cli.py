@@ -311,7 +311,9 @@ def train(
     resume: Annotated[
         Path | None,
         typer.Option(
-            help="Continue a killed run from its last completed epoch (other options are taken from its config.toml)."
+            help="Continue a killed run from its last completed epoch (options come from its "
+            "config.toml), or train a run further: with a larger --epochs/--patience a finished "
+            "run continues from its last epoch and ends as a run started with them would."
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to stdout.")] = False,
@@ -320,7 +322,8 @@ def train(
     """Train a model; the run folder gets config, per-epoch metrics, best checkpoint and results.
 
     The first example trains SASRec with full-softmax CE on built-in synthetic data in about a
-    minute; the last continues a run after a crash or a kill.
+    minute; the last two continue a run after a crash or a kill, and train a finished run
+    further (to epoch 300, stopping only after 60 evaluations without a better NDCG@10).
 
     Examples:
       seqrec train
@@ -330,6 +333,7 @@ def train(
       seqrec train --config benchmarks/configs/beauty-sasrec-ce.toml --seed 2
       seqrec train --set model.block=bert --set model.init=normal
       seqrec train --resume runs/beauty-sasrec-ce-all-20261122-101500
+      seqrec train --resume runs/beauty-sasrec-ce-all-20261122-101500 --epochs 300 --patience 60
     """
     from seqrec.train import fit
     from seqrec.train import resume as resume_run
@@ -385,15 +389,22 @@ def train(
     _deep_update(overrides, flags)
     _deep_update(overrides, _parse_sets(set_ or []))
     if resume is not None:
-        if overrides:
+        longer = overrides.get("train", {})
+        if set(overrides) - {"train"} or set(longer) - {"epochs", "patience"}:
             raise SeqrecError(
-                "--resume continues a run with its own config.toml; give no other training options"
+                "--resume continues a run with its own config.toml; the only options it takes "
+                "are a larger --epochs and --patience, to train the run further"
             )
         from seqrec import runs
 
         if (Path(resume) / runs.CONFIG).exists():
             runs.remove_stale_temps(resume)  # left by a killed write; never read
-        result = resume_run(resume, quiet=quiet or json_out)
+        result = resume_run(
+            resume,
+            epochs=longer.get("epochs"),
+            patience=longer.get("patience"),
+            quiet=quiet or json_out,
+        )
     else:
         cfg = validate(merge(RunConfig(), overrides))
         result = fit(cfg, quiet=quiet or json_out)
@@ -525,7 +536,10 @@ def sweep(
 
     Resumable: finished runs (those with results.json) are never repeated, and a run that was
     killed mid-way continues from its last completed epoch. Kill it any time and rerun the same
-    command to finish the rest. Sweeps of the same study can share one out_dir: each run is
+    command to finish the rest. Raise train.epochs or train.patience in the study and its
+    finished runs are trained further from their saved state (--dry-run says "extend"), ending
+    exactly as runs started with the new settings; any other change to a finished run's
+    settings stops the sweep. Sweeps of the same study can share one out_dir: each run is
     locked while it trains, and the others skip it. Then: `seqrec report OUT_DIR`.
 
     Examples:
@@ -542,10 +556,14 @@ def sweep(
         planned = select_runs(plan.runs(), only or [])
         states = [run_state(r, root / r.name) for r in planned]
         for r, (state, why) in zip(planned, states, strict=True):
-            typer.echo(f"{state:<5} {r.name}" + (f": {why}" if why else ""))
+            typer.echo(f"{state:<6} {r.name}" + (f": {why}" if why else ""))
         done = sum(state == "done" for state, _ in states)
         stale = sum(state == "stale" for state, _ in states)
-        typer.echo(f"{len(planned)} runs in {root}: {done} done, {len(planned) - done} to run")
+        longer = sum(state == "extend" for state, _ in states)
+        typer.echo(
+            f"{len(planned)} runs in {root}: {done} done, {len(planned) - done} to run"
+            + (f" ({longer} of them finished runs to train further)" if longer else "")
+        )
         if stale:
             typer.echo(
                 f"{stale} finished run(s) were made with another config: the sweep will stop on "

@@ -8,6 +8,8 @@ Layout::
       metrics.jsonl      one JSON line per epoch: loss, valid metrics, epoch and wall seconds
       best/              model.safetensors + model.json + vocab.json of the best valid epoch
       results.json       final valid/test metrics of the best epoch, baselines, timings
+      last_state.pt      weights, optimizer, RNGs and loop counters after the last epoch
+      extensions/        what a run had before it was trained further (see adopt_extension)
 
 Every file except the JSON-lines log is written atomically (temp file + rename).
 """
@@ -22,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,9 @@ METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 ENVIRONMENT = "environment.json"
 BEST = "best"
+LAST_STATE = "last_state.pt"
+EXTENSIONS = "extensions"
+POSITIONS = "positions.json"  # per-position test metrics (seqrec.experiments.positions)
 LOCKS = ".locks"  # in a runs folder: one lock file per run being trained (see claim)
 
 try:
@@ -265,3 +270,85 @@ def load_run_config(run_dir: Path) -> RunConfig:
     if not (run_dir / CONFIG).exists():
         raise SeqrecError(f"{run_dir} is not a run folder: it has no {CONFIG}")
     return validate(merge(RunConfig(), load_toml(run_dir / CONFIG)))
+
+
+#: settings that may differ between a run's config and the one it is continued with: where the
+#: data lives, how many threads and how large the evaluation blocks are change nothing it computes
+FREE_SETTINGS = frozenset({"data.data_dir", "train.threads", "eval.batch_size"})
+
+#: settings a run can be trained further under, when they grow (see :func:`extension_problem`)
+EXTENDABLE = frozenset({"train.epochs", "train.patience"})
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """``section.key: a != b`` for every differing setting (``out_dir``, ``name`` and
+    :data:`FREE_SETTINGS` ignored)."""
+    out = []
+    for f in fields(RunConfig):
+        if f.name in ("out_dir", "name"):
+            continue
+        da, db = asdict(getattr(a, f.name)), asdict(getattr(b, f.name))
+        out += [
+            f"{f.name}.{k}: {da[k]!r} != {db[k]!r}"
+            for k in da
+            if da[k] != db[k] and f"{f.name}.{k}" not in FREE_SETTINGS
+        ]
+    return out
+
+
+def extension_problem(old: RunConfig, new: RunConfig) -> str | None:
+    """Why a run made with ``old`` cannot simply be trained on to become the run ``new`` asks
+    for, or None when it can (``new`` is then an *extension* of ``old``).
+
+    ``new`` is an extension when it differs from ``old`` only in a larger (or equal)
+    ``train.patience`` and ``train.epochs``. Proof that continuing is exact: patience and the
+    epoch budget only decide *when the loop stops*; up to the epoch where ``old`` stopped, both
+    runs do the same steps with the same RNG draws, so ``old``'s saved state (weights,
+    optimizer, RNGs, best-so-far counters) is ``new``'s state at that epoch. The one exception
+    is the evaluation the loop forces at the last epoch: if ``old.train.epochs`` is not a
+    multiple of ``eval_every``, ``old`` evaluated (and maybe checkpointed) an epoch ``new``
+    would not, so a larger epoch budget is refused then.
+    """
+    diff = config_diff(old, new)
+    other = [d for d in diff if d.split(":")[0] not in EXTENDABLE]
+    if other:
+        return f"it was made with other settings ({'; '.join(other[:3])})"
+    t_old, t_new = old.train, new.train
+    if t_new.patience < t_old.patience:
+        return (
+            f"train.patience {t_new.patience} is smaller than the run's {t_old.patience}: a run "
+            "with less patience may have stopped earlier, so it cannot be continued into one"
+        )
+    if t_new.epochs < t_old.epochs:
+        return (
+            f"train.epochs {t_new.epochs} is smaller than the run's {t_old.epochs}: train a new "
+            "run, or evaluate the run's best checkpoint as it is"
+        )
+    if t_new.epochs > t_old.epochs and t_old.epochs % t_old.eval_every:
+        return (
+            f"its last epoch {t_old.epochs} was evaluated out of turn (eval_every "
+            f"{t_old.eval_every}), which a longer run would not do"
+        )
+    return None
+
+
+def adopt_extension(run_dir: Path, new: RunConfig, epoch: int) -> Path:
+    """Make ``run_dir`` (a run that may be finished) the unfinished run ``new``, an extension of
+    its config (:func:`extension_problem`), to be continued from its saved state at ``epoch``.
+
+    What the run had is kept in ``extensions/from-epoch-<epoch>/``: its config, results and
+    per-position metrics. Steps, each safe to be killed after (rerunning redoes the rest):
+    copy the config, move ``positions.json``, move ``results.json`` (the run is now unfinished
+    with its old config, which continuing adopts again), write the new config. Returns the
+    folder the old files went to.
+    """
+    run_dir = Path(run_dir)
+    kept = run_dir / EXTENSIONS / f"from-epoch-{epoch}"
+    kept.mkdir(parents=True, exist_ok=True)
+    if not (kept / CONFIG).exists():
+        atomic_write_text(kept / CONFIG, (run_dir / CONFIG).read_text(encoding="utf-8"))
+    for name in (POSITIONS, RESULTS):  # results last: until then the run is finished
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, kept / name)
+    atomic_write_text(run_dir / CONFIG, to_toml(new))
+    return kept

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from seqrec.models import build_model
 from seqrec.models.base import SequentialRecommender
 from seqrec.models.popularity import PopularityModel
 
-LAST_STATE = "last_state.pt"
+LAST_STATE = runs.LAST_STATE
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,7 @@ def _fit(
     else:
         run_dir = Path(resume_dir)
         state = load_state(run_dir, model, optimizer, rng, generator)
+        _adopt_config(run_dir, cfg, state.epoch, quiet)
         runs.truncate_metrics(run_dir, state.epoch)
         if state.epoch == 0:
             runs.start_run(run_dir, cfg)
@@ -424,13 +425,65 @@ def _kept_after_failure(run_dir: Path, state: LoopState, model: SequentialRecomm
     return f"{cause} {kept}"
 
 
-def resume(run_dir: Path, *, progress: bool | None = None, quiet: bool = False) -> TrainResult:
-    """Continue a killed run from its last completed epoch (same folder, same config). Refused
-    while a sweep is training the run (it holds the run's lock, :func:`seqrec.runs.claim`)."""
+def _adopt_config(run_dir: Path, cfg: RunConfig, epoch: int, quiet: bool) -> None:
+    """Continuing ``run_dir`` as ``cfg``: nothing to do if that is its config; if ``cfg`` only
+    lets it train longer (:func:`seqrec.runs.extension_problem`) the folder becomes that run
+    (:func:`seqrec.runs.adopt_extension`); anything else is refused before a byte changes."""
+    if not (run_dir / runs.CONFIG).exists():
+        return  # killed before its config was written: the run starts over and writes it
+    saved = runs.load_run_config(run_dir)
+    if not runs.config_diff(saved, cfg):
+        return
+    problem = runs.extension_problem(saved, cfg)
+    if problem is None and epoch == 0 and (run_dir / runs.RESULTS).exists():
+        problem = f"it has no saved training state ({LAST_STATE}) to continue from"
+    if problem is not None:
+        raise TrainingError(f"cannot continue {run_dir} as the run asked for: {problem}")
+    kept = runs.adopt_extension(run_dir, cfg, epoch)
+    _say(
+        f"{run_dir}: trained further after epoch {epoch} ({'; '.join(runs.config_diff(saved, cfg))}"
+        f"); what it had before is in {kept}",
+        quiet,
+    )
+
+
+def resume(
+    run_dir: Path,
+    *,
+    epochs: int | None = None,
+    patience: int | None = None,
+    progress: bool | None = None,
+    quiet: bool = False,
+) -> TrainResult:
+    """Continue a killed run from its last completed epoch (same folder, same config), or train
+    a run further: with a larger ``epochs`` and/or ``patience`` a finished run (or a killed
+    one) continues from its saved state and ends exactly as a run started with those settings
+    would (:func:`seqrec.runs.extension_problem` says why this is exact and when it is
+    refused). Its earlier config and results are kept in ``extensions/from-epoch-<N>/``.
+    Refused while a sweep is training the run (it holds the run's lock,
+    :func:`seqrec.runs.claim`)."""
     run_dir = Path(run_dir)
     cfg = runs.load_run_config(run_dir)
-    if (run_dir / runs.RESULTS).exists():
-        raise TrainingError(f"run {run_dir} is already finished (it has {runs.RESULTS})")
+    if epochs is not None or patience is not None:
+        longer = replace(
+            cfg.train,
+            epochs=cfg.train.epochs if epochs is None else epochs,
+            patience=cfg.train.patience if patience is None else patience,
+        )
+        wanted = validate(replace(cfg, train=longer))
+        problem = runs.extension_problem(cfg, wanted)
+        if problem is not None:
+            raise TrainingError(f"cannot train {run_dir} further: {problem}")
+        changed = bool(runs.config_diff(cfg, wanted))
+        cfg = wanted
+    else:
+        changed = False
+    if (run_dir / runs.RESULTS).exists() and not changed:
+        raise TrainingError(
+            f"run {run_dir} is already finished (it has {runs.RESULTS}); to train it further, "
+            f"give a larger --epochs (now {cfg.train.epochs}) or --patience (now "
+            f"{cfg.train.patience})"
+        )
     with runs.claim(run_dir.parent, run_dir.name) as mine:
         if not mine:
             raise TrainingError(

@@ -159,10 +159,10 @@ def test_dry_run_lists_what_is_done_and_runs_nothing(tmp_path, monkeypatch, caps
     monkeypatch.setattr(sweep_mod, "fit", fake)
     study = write_study(tmp_path)
     code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
-    assert code == 0 and f"todo  {NAMES[0]}" in out and "0 done, 2 to run" in out
+    assert code == 0 and f"todo   {NAMES[0]}" in out and "0 done, 2 to run" in out
     run_sweep(study, quiet=True)
     code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
-    assert f"done  {NAMES[1]}" in out and "2 done, 0 to run" in out and len(fake.calls) == 2
+    assert f"done   {NAMES[1]}" in out and "2 done, 0 to run" in out and len(fake.calls) == 2
 
 
 def test_dry_run_says_which_runs_are_stale_or_resumed(tmp_path, monkeypatch, capsys):
@@ -175,11 +175,11 @@ def test_dry_run_says_which_runs_are_stale_or_resumed(tmp_path, monkeypatch, cap
     started.mkdir()  # as a killed sweep leaves it: the planned config written, no results
     (started / "config.toml").write_text(to_toml(plan[NAMES[1]].config), encoding="utf-8")
     code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
-    assert code == 0 and f"done  {NAMES[0]}" in out and f"resume {NAMES[1]}" in out
+    assert code == 0 and f"done   {NAMES[0]}" in out and f"resume {NAMES[1]}" in out
     study.write_text(study.read_text().replace("batch_size = 64", "batch_size = 32"))
     code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
-    assert f"stale {NAMES[0]}: train.batch_size: 64 != 32" in out
-    assert f"redo  {NAMES[1]}: train.batch_size: 64 != 32" in out
+    assert f"stale  {NAMES[0]}: train.batch_size: 64 != 32" in out
+    assert f"redo   {NAMES[1]}: train.batch_size: 64 != 32" in out
     assert "0 done, 2 to run" in out and "1 finished run(s) were made with another config" in out
     with pytest.raises(SeqrecError, match="different config"):  # what the real sweep does
         run_sweep(study, quiet=True)
@@ -224,9 +224,9 @@ def test_only_refuses_filters_that_cannot_select(tmp_path, spec, match):
 def test_a_changed_study_does_not_reuse_stale_finished_runs(tmp_path, monkeypatch):
     fake = FakeFit()
     monkeypatch.setattr(sweep_mod, "fit", fake)
-    run_sweep(write_study(tmp_path, epochs=1), quiet=True)
-    with pytest.raises(SeqrecError, match=r"train\.epochs: 1 != 2"):
-        run_sweep(write_study(tmp_path, epochs=2), quiet=True)
+    run_sweep(write_study(tmp_path, epochs=2), quiet=True)
+    with pytest.raises(SeqrecError, match=r"train\.epochs: 2 != 1"):  # fewer: not an extension
+        run_sweep(write_study(tmp_path, epochs=1), quiet=True)
     assert len(fake.calls) == 2  # nothing ran
 
 
@@ -463,3 +463,46 @@ def test_a_jobs_worker_tells_the_first_process_what_it_trains(tmp_path, monkeypa
     assert lines[0].startswith(f"[1/2] {NAMES[0]}: test ndcg@10 0.3000")
     assert lines[1].startswith(f"[2/2] {NAMES[1]}")
     assert capsys.readouterr().err == ""
+
+
+LONGER_STUDY = """
+name = "longer"
+out_dir = "OUT"
+seeds = [1]
+per_position = 5
+[base]
+model = {{ name = "sasrec", dim = 8, layers = 1, maxlen = 10 }}
+data = {{ dataset = "synthetic", synthetic_users = 200, synthetic_items = 50 }}
+train = {{ epochs = 8, batch_size = 32, lr = 0.03, patience = {patience}, threads = 1 }}
+[grid]
+"loss.name" = ["bce"]
+"""
+
+
+def test_a_study_with_more_patience_trains_its_finished_runs_further(tmp_path, monkeypatch, capsys):
+    """Raising train.patience in a study is not a stale study: the finished run is trained on
+    from its saved state (dry-run says "extend") and ends as a fresh sweep of the new study."""
+    study = tmp_path / "longer.toml"
+
+    def write(patience: int) -> None:
+        text = LONGER_STUDY.format(patience=patience).replace("OUT", str(tmp_path / "runs"))
+        study.write_text(text, encoding="utf-8")
+
+    write(1)
+    (run_dir,) = run_sweep(study, quiet=True)
+    stopped = json.loads((run_dir / runs.RESULTS).read_text())["epochs_run"]
+    assert stopped < 8  # patience 1 stopped it early: the extension has work to do
+    write(100)
+    code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
+    assert f"extend {run_dir.name}: train.patience: 1 != 100" in out
+    assert "0 done, 1 to run (1 of them finished runs to train further)" in out
+
+    assert run_sweep(study, quiet=True) == [run_dir]
+    assert run_sweep(study, out_dir=tmp_path / "fresh", quiet=True)  # the new study from scratch
+    assert _table(tmp_path / "runs") == _table(tmp_path / "fresh")
+    assert [m["epoch"] for m in read_metrics(run_dir)] == list(range(1, 9))
+    fresh_positions = (tmp_path / "fresh" / run_dir.name / "positions.json").read_bytes()
+    assert (run_dir / "positions.json").read_bytes() == fresh_positions  # recomputed, not kept
+    assert (run_dir / runs.EXTENSIONS / f"from-epoch-{stopped}" / "positions.json").is_file()
+    code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
+    assert code == 0 and f"done   {run_dir.name}" in out

@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from seqrec import runs
 from seqrec.data.sequences import EvalSet, Sequences
 from seqrec.data.split import prefixes
 from seqrec.errors import SeqrecError
 from seqrec.metrics import DEFAULT_KS
 
-POSITIONS_FILE = "positions.json"
+POSITIONS_FILE = runs.POSITIONS
 DEFAULT_WINDOW = 50
 
 
@@ -143,7 +144,6 @@ def run_positions(run_dir: str | Path, *, window: int = DEFAULT_WINDOW) -> Posit
     Uses the run's own dataset, split, maxlen and evaluation settings; users are those of the
     run's test set.
     """
-    from seqrec import runs
     from seqrec.data.datasets import load_dataset
     from seqrec.data.split import make_split
 

@@ -201,13 +201,22 @@ def _manifest_entries(folder: Path, cache: dict[Path, dict[str, Any]]) -> dict[s
 
 
 def _folders_holding(root: Path, filename: str) -> list[Path]:
-    """Folders under ``root`` (any depth, hidden ones such as a sweep's .incomplete skipped)
-    that hold ``filename``, sorted."""
-    return [
-        path.parent
-        for path in sorted(root.rglob(filename))
-        if not any(p.startswith(".") for p in path.parent.relative_to(root).parts)
-    ]
+    """Folders under ``root`` (any depth, hidden ones such as a sweep's .incomplete skipped,
+    and a run's ``extensions/``, which keeps what it had before it was trained further) that
+    hold ``filename``, sorted."""
+
+    def kept_by_a_run(parts: tuple[str, ...]) -> bool:
+        return any(
+            part == runs.EXTENSIONS and (root.joinpath(*parts[:i]) / runs.CONFIG).is_file()
+            for i, part in enumerate(parts)
+        )
+
+    out = []
+    for path in sorted(root.rglob(filename)):
+        parts = path.parent.relative_to(root).parts
+        if not any(p.startswith(".") for p in parts) and not kept_by_a_run(parts):
+            out.append(path.parent)
+    return out
 
 
 def find_run_dirs(runs_dir: str | Path) -> list[Path]:

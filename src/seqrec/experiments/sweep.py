@@ -10,8 +10,12 @@ Resumability rules (a run folder is ``out_dir/<run name>``, names are determinis
   uninterrupted run's). A folder that cannot be resumed (killed before its config was written,
   or made with another config) is moved aside to ``out_dir/.incomplete/<name>-<time>`` and the
   run is redone from scratch, so a run folder never mixes epochs of two configs;
-* a finished run whose saved config differs from what the study now asks for stops the sweep
-  before anything runs (change ``out_dir`` or remove the folder): stale numbers are never
+* a run whose saved config differs from the study's only in a larger ``train.epochs`` or
+  ``train.patience`` is *trained further* from its saved state, finished or not
+  (:func:`seqrec.runs.extension_problem`: the result equals a run started with the new settings;
+  the old config and results are kept in ``extensions/``);
+* any other finished run whose saved config differs from what the study now asks for stops the
+  sweep before anything runs (change ``out_dir`` or remove the folder): stale numbers are never
   reported as if they came from the current study;
 * with ``per_position > 0`` (the default) every finished run also gets ``positions.json``
   (:mod:`seqrec.experiments.positions`); a run finished without it (killed during that step) gets
@@ -38,7 +42,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,7 @@ from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
 from seqrec.experiments.positions import POSITIONS_FILE
 from seqrec.experiments.study import PlannedRun, Study, load_study
-from seqrec.runs import claim
+from seqrec.runs import FREE_SETTINGS, claim, config_diff  # noqa: F401 (re-exported)
 from seqrec.train import fit
 
 MANIFEST = "sweep.json"
@@ -59,43 +63,39 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / runs.RESULTS).is_file()
 
 
+def is_done(run: PlannedRun, run_dir: Path) -> bool:
+    """Finished with the config the study asks for (nothing left to do for it)."""
+    if not is_finished(run_dir):
+        return False
+    try:
+        return not config_diff(runs.load_run_config(run_dir), run.config)
+    except SeqrecError:
+        return False
+
+
+def _extendable(saved: RunConfig, wanted: RunConfig) -> bool:
+    return runs.extension_problem(saved, wanted) is None
+
+
 def run_state(run: PlannedRun, run_dir: Path) -> tuple[str, str]:
     """(state, why) of what a sweep will do with ``run``'s folder, for ``--dry-run``: "done"
-    (finished with this config), "stale" (finished with another config: the sweep stops on
-    it), "resume" (started with this config), "redo" (started with another or no readable
-    config: moved aside and run afresh) or "todo" (no folder); ``why`` names the differing
-    settings ("" when none)."""
+    (finished with this config), "extend" (finished with a smaller ``train.epochs`` or
+    ``train.patience``: trained further), "stale" (finished with another config: the sweep
+    stops on it), "resume" (started with this config, or one it extends), "redo" (started
+    with another or no readable config: moved aside and run afresh) or "todo" (no folder);
+    ``why`` names the differing settings ("" when none)."""
     if not run_dir.exists():
         return "todo", ""
     try:
-        diff = config_diff(runs.load_run_config(run_dir), run.config)
+        saved = runs.load_run_config(run_dir)
+        diff = config_diff(saved, run.config)
+        longer = bool(diff) and _extendable(saved, run.config)
     except SeqrecError:
-        diff = ["config unreadable or missing"]
+        diff, longer = ["config unreadable or missing"], False
     why = "; ".join(diff[:2])
     if is_finished(run_dir):
-        return ("stale", why) if diff else ("done", "")
-    return ("redo", why) if diff else ("resume", "")
-
-
-#: settings that may change between sweeps of the same study: where the data lives, how many
-#: threads and how large the evaluation blocks are change nothing a run computes
-FREE_SETTINGS = frozenset({"data.data_dir", "train.threads", "eval.batch_size"})
-
-
-def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
-    """``section.key: a != b`` for every differing setting (``out_dir``, ``name`` and
-    :data:`FREE_SETTINGS` ignored)."""
-    out = []
-    for f in fields(RunConfig):
-        if f.name in ("out_dir", "name"):
-            continue
-        da, db = asdict(getattr(a, f.name)), asdict(getattr(b, f.name))
-        out += [
-            f"{f.name}.{k}: {da[k]!r} != {db[k]!r}"
-            for k in da
-            if da[k] != db[k] and f"{f.name}.{k}" not in FREE_SETTINGS
-        ]
-    return out
+        return ("done", "") if not diff else ("extend", why) if longer else ("stale", why)
+    return ("resume", why) if not diff or longer else ("redo", why)
 
 
 def eta_seconds(
@@ -216,9 +216,17 @@ def prepare_unfinished(run: PlannedRun, run_dir: Path, out_dir: Path) -> tuple[b
         reason = "it was stopped before its config was written"
     else:
         try:
-            diff = config_diff(runs.load_run_config(run_dir), run.config)
+            saved = runs.load_run_config(run_dir)
+            diff = config_diff(saved, run.config)
         except SeqrecError as exc:
-            diff, reason = [], f"its config cannot be read ({exc})"
+            saved, diff, reason = None, [], f"its config cannot be read ({exc})"
+        if diff and saved is not None and _extendable(saved, run.config):
+            runs.remove_stale_temps(run_dir)
+            done = runs.last_epoch(run_dir)
+            return True, (
+                f"{run.name}: training the {'finished' if is_finished(run_dir) else 'unfinished'}"
+                f" run further from epoch {done} ({'; '.join(diff)})"
+            )
         if diff:
             reason = f"it was made with another config ({'; '.join(diff[:2])})"
     if reason:
@@ -236,8 +244,9 @@ def _check_finished_configs(planned: list[PlannedRun], out_dir: Path) -> list[fl
         run_dir = out_dir / run.name
         if not is_finished(run_dir):
             continue
-        diff = config_diff(runs.load_run_config(run_dir), run.config)
-        if diff:
+        saved = runs.load_run_config(run_dir)
+        diff = config_diff(saved, run.config)
+        if diff and not _extendable(saved, run.config):
             raise SeqrecError(
                 f"{run_dir} is a finished run made with a different config ({'; '.join(diff[:3])}"
                 f"{'; ...' if len(diff) > 3 else ''}); the study changed since it ran. "
@@ -404,9 +413,9 @@ def run_sweep(
     planned = selected
 
     def finished_count() -> int:
-        return sum(is_finished(study.out_dir / r.name) for r in planned)
+        return sum(is_done(r, study.out_dir / r.name) for r in planned)
 
-    todo = [r for r in planned if not is_finished(study.out_dir / r.name)]
+    todo = [r for r in planned if not is_done(r, study.out_dir / r.name)]
     total = len(planned)
     display = _Display(total, total - len(todo), quiet, live=_worker is None)
     if not _worker:
@@ -472,7 +481,7 @@ def run_sweep(
     parent = os.getppid()
     try:
         for run in planned:  # finished earlier, killed before their per-position metrics
-            if is_finished(study.out_dir / run.name):
+            if is_done(run, study.out_dir / run.name):
                 with claim(study.out_dir, run.name) as mine:
                     if mine:
                         add_positions(run)
@@ -488,7 +497,7 @@ def run_sweep(
                     if not workers and not _worker:
                         display.say(f"{run.name}: another sweep is training it; skipped")
                     continue
-                if is_finished(run_dir):  # another sweep finished it after this one started
+                if is_done(run, run_dir):  # another sweep finished it after this one started
                     add_positions(run)
                     continue
                 resume, message = prepare_unfinished(run, run_dir, study.out_dir)
@@ -555,9 +564,10 @@ def run_sweep(
             f"{len(failures)} of {total} runs failed (rerun the sweep to retry them): "
             + " | ".join(failures)
         )
-    left_to_others = [n for n in skipped if not is_finished(study.out_dir / n)]
+    by_name = {r.name: r for r in planned}
+    left_to_others = [n for n in skipped if not is_done(by_name[n], study.out_dir / n)]
     if _worker:
-        return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]
+        return [study.out_dir / r.name for r in planned if is_done(r, study.out_dir / r.name)]
     if left_to_others:
         display.say(
             f"study {study.name}: {len(left_to_others)} run(s) left to the other sweep(s) "
@@ -565,7 +575,7 @@ def run_sweep(
         )
     else:
         display.say(f"study {study.name}: all {total} runs finished in {study.out_dir}")
-    return [study.out_dir / r.name for r in planned if is_finished(study.out_dir / r.name)]
+    return [study.out_dir / r.name for r in planned if is_done(r, study.out_dir / r.name)]
 
 
 @dataclass(frozen=True)
