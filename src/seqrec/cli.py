@@ -580,10 +580,14 @@ def sweep(
 @app.command()
 def report(
     runs_dir: Annotated[
-        Path, typer.Argument(help="A sweep's out_dir (or any folder of run folders).")
+        list[Path],
+        typer.Argument(
+            help="A sweep's out_dir (or any folder of run folders), or several to pool: the "
+            "first given wins where two hold the same dataset, method and seed."
+        ),
     ],
     out_dir: Annotated[
-        Path | None, typer.Option(help="Where to write (default: RUNS_DIR/report).")
+        Path | None, typer.Option(help="Where to write (default: the first RUNS_DIR/report).")
     ] = None,
     baseline: Annotated[
         str | None,
@@ -609,6 +613,15 @@ def report(
             "into the report as 'Gaps and findings'."
         ),
     ] = None,
+    records: Annotated[
+        bool,
+        typer.Option(
+            "--records/--no-records",
+            help="Keep each run's record (config, per-epoch log, results; no weights, a few kB) "
+            "in OUT_DIR/runs/, from which the report can be redrawn and pooled with newer runs "
+            "after the run folders are gone.",
+        ),
+    ] = True,
 ) -> None:
     """Tables, a Markdown/LaTeX report and plots of a study's runs (see RUNS_DIR/report/).
 
@@ -618,9 +631,13 @@ def report(
     authors' own runs, read from the logs they published: their seeds' spread beside ours, and
     their validation curve dashed in the validation-against-epochs plot.
 
+    The report folder keeps every run's record in runs/ (no weights), so a report committed
+    with a paper can be redrawn, and pooled with later runs, without the run folders.
+
     Examples:
       seqrec report runs/quickstart --baseline bce
       seqrec report runs/xu2024 --reference xu2024 --explain gaps.md
+      seqrec report runs/xu2024-more results/xu2024/runs --out-dir results/xu2024
     """
     from seqrec.experiments.report import write_report
 
@@ -631,6 +648,7 @@ def report(
         reference=reference,
         plots=plots,
         explain=explain,
+        records=records,
     )
     if json_out:
         _print_json({k: str(v) for k, v in written.items()})
@@ -640,6 +658,8 @@ def report(
     figures = sorted({v.parent for k, v in written.items() if k.endswith(".png")})
     for folder in figures:
         typer.echo(f"plots:  {folder}/")
+    if "runs" in written:
+        typer.echo(f"runs:   {written['runs']}/ (each run's record, no weights)")
 
 
 @data_app.command("stats")

@@ -238,6 +238,92 @@ def test_write_report_outputs(tmp_path):
     assert "sasrec-ce-all" in tex
 
 
+def _summary_numbers(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def _runs_numbers(path: Path) -> dict[str, dict[str, str]]:
+    """runs.csv by run name, without the column that says where the run folder was."""
+    return {
+        r["name"]: {k: v for k, v in r.items() if k != "run_dir"}
+        for r in csv.DictReader(path.open())
+    }
+
+
+def test_report_keeps_the_runs_records_and_is_redrawn_from_them_alone(tmp_path):
+    import shutil
+
+    root = make_study_runs(tmp_path / "runs")
+    (root / "small-sasrec-ce-all-seed1" / "best").mkdir()  # weights: never copied
+    (root / "small-sasrec-ce-all-seed1" / "best" / "model.safetensors").write_bytes(b"w" * 99)
+    first = write_report(root, out_dir=tmp_path / "rep", plots=False)
+    kept = first["runs"]
+    assert kept == tmp_path / "rep" / "runs"
+    names = sorted(p.name for p in kept.iterdir() if p.is_dir())
+    assert names == sorted(p.name for p in root.iterdir() if p.is_dir())
+    for name in names:
+        files = {p.name for p in (kept / name).iterdir()}
+        assert files == {"config.toml", "metrics.jsonl", "results.json", "positions.json"}
+    planned = json.loads((kept / "sweep.json").read_text())
+    assert planned["study"] == "handmade" and len(planned["runs"]) == 8
+    assert "`runs/`" in first["report.md"].read_text()
+
+    shutil.rmtree(root)  # the run folders are gone: the report folder alone redraws it
+    again = write_report(kept, out_dir=tmp_path / "rep2", plots=False)
+    assert _summary_numbers(again["summary.csv"]) == _summary_numbers(first["summary.csv"])
+    assert _runs_numbers(again["runs.csv"]) == _runs_numbers(first["runs.csv"])
+    assert "# Study handmade" in again["report.md"].read_text()  # the manifest came along
+
+
+def test_several_runs_dirs_are_pooled_and_the_first_given_wins(tmp_path):
+    whole = write_report(make_study_runs(tmp_path / "all"), plots=False, records=False)
+    assert "runs" not in whole
+    seed1 = make_study_runs(tmp_path / "seed1", seeds=(1,))
+    seed2 = make_study_runs(tmp_path / "seed2", seeds=(2,))
+    # seed2 also holds a different run of (small, ce, seed 1): the first folder given wins
+    cfg = tiny_config(loss={"name": "ce"}, train={"seed": 1}, name="dup", out_dir=str(seed2))
+    fake_run(seed2 / "small-sasrec-ce-all-seed1", cfg, metrics(0.99))
+    entries = json.loads((seed2 / "sweep.json").read_text())
+    entries["runs"].append({**entries["runs"][0], "name": "small-sasrec-ce-all-seed1", "seed": 1})
+    (seed2 / "sweep.json").write_text(json.dumps(entries))
+
+    pooled = write_report([seed1, seed2], out_dir=tmp_path / "pooled", plots=False)
+    assert _summary_numbers(pooled["summary.csv"]) == _summary_numbers(whole["summary.csv"])
+    md = pooled["report.md"].read_text()
+    assert "runs from `" + str(seed1) + "`, `" + str(seed2) + "`" in md
+    assert f"skipped {seed2 / 'small-sasrec-ce-all-seed1'}: same dataset, method and seed" in md
+    assert "fewer seeds" not in md  # both seeds of every cell are there between the two
+    kept = pooled["runs"]
+    assert len([p for p in kept.iterdir() if p.is_dir()]) == 8
+    ndcg = {r["name"]: float(r["test_ndcg@10"]) for r in csv.DictReader(pooled["runs.csv"].open())}
+    assert ndcg["small-sasrec-ce-all-seed1"] == pytest.approx(0.30)
+
+
+def test_a_report_is_redrawn_in_place_from_its_records_and_newer_runs(tmp_path):
+    old = make_study_runs(tmp_path / "old", seeds=(1,))
+    out = tmp_path / "results"
+    write_report(old, out_dir=out, plots=False)
+    new = make_study_runs(tmp_path / "new", seeds=(2,))
+    written = write_report([new, out / "runs"], out_dir=out, plots=False)
+    assert len(list(csv.DictReader(written["runs.csv"].open()))) == 8
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no leftovers
+    assert len([p for p in (out / "runs").iterdir() if p.is_dir()]) == 8
+    # and once more from the records alone: the same 8 runs
+    again = write_report(out / "runs", out_dir=out, plots=False)
+    assert len(list(csv.DictReader(again["runs.csv"].open()))) == 8
+
+
+def test_records_inside_a_report_folder_are_not_read_as_more_runs(tmp_path):
+    root = make_study_runs(tmp_path / "runs")
+    write_report(root, plots=False)  # the default out_dir, root/report, lies inside root
+    assert (root / "report" / "runs" / "small-sasrec-ce-all-seed1" / "results.json").is_file()
+    records, notes, _ = collect_runs(root)
+    assert len(records) == 8 and not any("same dataset" in n for n in notes)
+    # given as the folder itself, a report folder's records are its runs
+    records, _, _ = collect_runs(root / "report")
+    assert len(records) == 8
+
+
 def test_report_says_which_history_protocol_each_dataset_used(tmp_path):
     from seqrec.experiments.report import history_protocols
 
@@ -468,6 +554,20 @@ def test_report_command_line(tmp_path, monkeypatch, capsys):
     assert Path(json.loads(out)["report.md"]).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in err
+    more = make_paper_runs(tmp_path / "more")
+    out_dir = tmp_path / "pooled"
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "report",
+        str(root),
+        str(more),
+        "--out-dir",
+        str(out_dir),
+        "--no-plots",
+    )
+    assert code == 0, err
+    assert f"runs:   {out_dir / 'runs'}/" in out and (out_dir / "runs" / "sweep.json").is_file()
 
 
 def test_report_doctests_run() -> None:

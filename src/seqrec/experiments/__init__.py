@@ -11,6 +11,7 @@ Heavy imports (torch, matplotlib, scipy) happen only when a function is called.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,12 @@ def run_sweep(study_path: str | Path, *, quiet: bool = False, **kwargs: Any) -> 
     return _run(study_path, quiet=quiet, **kwargs)
 
 
-def write_report(
-    runs_dir: str | Path,
-    *,
-    out_dir: str | Path | None = None,
-    baseline: str | None = None,
-    reference: str | None = None,
-    plots: bool = True,
-) -> dict[str, Path]:
-    """Collect runs and write the report; see :func:`seqrec.experiments.report.write_report`."""
+def write_report(runs_dir: str | Path | Sequence[str | Path], **kwargs: Any) -> dict[str, Path]:
+    """Collect runs (one folder or several) and write the report, the plots and the runs'
+    records; keyword options as :func:`seqrec.experiments.report.write_report`."""
     from seqrec.experiments.report import write_report as _write
 
-    return _write(runs_dir, out_dir=out_dir, baseline=baseline, reference=reference, plots=plots)
+    return _write(runs_dir, **kwargs)
 
 
 __all__ = ["PlannedRun", "Study", "load_study", "parse_study", "run_sweep", "write_report"]

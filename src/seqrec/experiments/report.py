@@ -26,9 +26,17 @@ method) whose ``data.dataset``, ``model.name``, ``loss.name`` and ``loss.positio
 published row (:mod:`seqrec.experiments.papers`) is shown beside it with the gap
 ``100 * (ours - paper) / paper`` %, flagged when larger than 5% either way.
 
+Several ``RUNS_DIR`` can be given: their runs are pooled, and where two hold the same
+(dataset, method, seed) the first given wins (the report notes the one skipped).
+
 Outputs (in ``out_dir``, default ``RUNS_DIR/report``): ``runs.csv`` and ``runs.parquet`` (one
 row per run), ``summary.csv`` (one row per dataset and method), ``report.md``, ``report.tex``,
-and ``plots/*.png|svg`` (see :mod:`seqrec.experiments.plots`).
+``plots/*.png|svg`` (see :mod:`seqrec.experiments.plots`), and ``runs/``: the record of every
+run in the report (its config, per-epoch log, results, environment and per-position metrics;
+no weights, a few kB each) with the sweep's manifest, so that the report can be redrawn, and
+pooled with later runs, from the report folder alone: ``seqrec report OUT/runs NEW_RUNS
+--out-dir OUT``. Run records inside a report folder are not read as runs when a folder above
+it is given as ``RUNS_DIR``.
 """
 
 from __future__ import annotations
@@ -65,6 +73,10 @@ from seqrec.losses import loss_settings
 
 REPORT_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 ALPHA = 0.05  # significance level marked with a dagger
+RECORDS = "runs"  # in a report folder: the records of the runs it was made from
+RECORD_FILES = (runs.CONFIG, runs.RESULTS, runs.METRICS, runs.ENVIRONMENT, runs.POSITIONS)
+MANIFEST = "sweep.json"  # a sweep's plan, next to its run folders
+REPORT_MD = "report.md"
 # settings that never define a method (they do not change what is computed)
 IGNORED_SETTINGS = {"train.seed", "train.threads", "eval.batch_size", "data.data_dir"}
 
@@ -185,7 +197,7 @@ def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
 
 def _manifest_entries(folder: Path, cache: dict[Path, dict[str, Any]]) -> dict[str, Any]:
     if folder not in cache:
-        path = folder / "sweep.json"
+        path = folder / MANIFEST
         entries: dict[str, Any] = {}
         if path.is_file():
             try:
@@ -201,9 +213,9 @@ def _manifest_entries(folder: Path, cache: dict[Path, dict[str, Any]]) -> dict[s
 
 
 def _folders_holding(root: Path, filename: str) -> list[Path]:
-    """Folders under ``root`` (any depth, hidden ones such as a sweep's .incomplete skipped,
-    and a run's ``extensions/``, which keeps what it had before it was trained further) that
-    hold ``filename``, sorted."""
+    """Folders under ``root`` (any depth) that hold ``filename``, sorted. Skipped: hidden ones
+    (a sweep's .incomplete), a run's ``extensions/`` (what it had before it was trained
+    further) and the run records of a report folder below ``root`` (copies of runs)."""
 
     def kept_by_a_run(parts: tuple[str, ...]) -> bool:
         return any(
@@ -211,12 +223,30 @@ def _folders_holding(root: Path, filename: str) -> list[Path]:
             for i, part in enumerate(parts)
         )
 
+    def kept_by_a_report(parts: tuple[str, ...]) -> bool:
+        return any(
+            part == RECORDS and (root.joinpath(*parts[:i]) / REPORT_MD).is_file()
+            for i, part in enumerate(parts)
+            if i > 0  # root itself may be a report folder: then its records are the runs
+        )
+
     out = []
     for path in sorted(root.rglob(filename)):
         parts = path.parent.relative_to(root).parts
-        if not any(p.startswith(".") for p in parts) and not kept_by_a_run(parts):
+        if (
+            not any(p.startswith(".") for p in parts)
+            and not kept_by_a_run(parts)
+            and not kept_by_a_report(parts)
+        ):
             out.append(path.parent)
     return out
+
+
+def _as_dirs(runs_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One folder or several, as a list of paths."""
+    if isinstance(runs_dirs, str | Path):
+        return [Path(runs_dirs)]
+    return [Path(d) for d in runs_dirs]
 
 
 def find_run_dirs(runs_dir: str | Path) -> list[Path]:
@@ -227,25 +257,29 @@ def find_run_dirs(runs_dir: str | Path) -> list[Path]:
     return _folders_holding(root, runs.RESULTS)
 
 
-def coverage_notes(runs_dir: str | Path, records: Sequence[RunRecord]) -> list[str]:
-    """What the sweeps under ``runs_dir`` planned (their ``sweep.json``) and the report lacks:
-    one note naming the cells (dataset, method) with fewer finished seeds than planned, and one
-    per dataset listing the cells with none. Empty without a manifest or when all is there."""
+def coverage_notes(
+    runs_dir: str | Path | Sequence[str | Path], records: Sequence[RunRecord]
+) -> list[str]:
+    """What the sweeps under ``runs_dir`` (one folder or several) planned (their
+    ``sweep.json``) and the report lacks: one note naming the cells (dataset, method) with fewer
+    finished seeds than planned, and one per dataset listing the cells with none. Empty
+    without a manifest or when all is there."""
     finished = {r.run_dir for r in records}
-    planned: dict[tuple[str, str], list[int]] = {}
-    done: dict[tuple[str, str], list[int]] = {}
-    for folder in _folders_holding(Path(runs_dir), "sweep.json"):
-        entries = _manifest_entries(folder, {})
-        for name, e in entries.items():
-            if name.startswith("__"):
-                continue
-            try:
-                key, seed = (str(e["dataset"]), str(e["method"])), int(e["seed"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            planned.setdefault(key, []).append(seed)
-            if folder / name in finished:
-                done.setdefault(key, []).append(seed)
+    planned: dict[tuple[str, str], set[int]] = {}
+    done: dict[tuple[str, str], set[int]] = {}
+    for root in _as_dirs(runs_dir):
+        for folder in _folders_holding(root, MANIFEST):
+            entries = _manifest_entries(folder, {})
+            for name, e in entries.items():
+                if name.startswith("__"):
+                    continue
+                try:
+                    key, seed = (str(e["dataset"]), str(e["method"])), int(e["seed"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                planned.setdefault(key, set()).add(seed)
+                if folder / name in finished:
+                    done.setdefault(key, set()).add(seed)
     fewer = [
         f"{ds} {method}: {len(done[(ds, method)])} of {len(seeds)} "
         f"(seed {', '.join(map(str, sorted(done[(ds, method)])))})"
@@ -276,8 +310,11 @@ def unfinished_run_dirs(runs_dir: str | Path) -> list[tuple[Path, int]]:
     ]
 
 
-def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict[str, Any]]:
-    """All finished runs under ``runs_dir``.
+def collect_runs(
+    runs_dir: str | Path | Sequence[str | Path],
+) -> tuple[list[RunRecord], list[str], dict[str, Any]]:
+    """All finished runs under ``runs_dir`` (one folder or several; where two runs have the
+    same dataset, method and seed, the one in the folder given first is kept).
 
     Returns (records, notes, study info): notes say which folders were skipped and why, and
     which runs have not finished (left out); study info holds the study name, baseline and
@@ -287,12 +324,13 @@ def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict
     cache: dict[Path, dict[str, Any]] = {}
     loaded: list[tuple[Path, RunConfig, dict[str, Any], dict[str, Any] | None]] = []
     info: dict[str, Any] = {}
-    for run_dir, epochs in unfinished_run_dirs(runs_dir):
+    roots = _as_dirs(runs_dir)
+    for run_dir, epochs in (u for root in roots for u in unfinished_run_dirs(root)):
         notes.append(
             f"not finished, left out: {run_dir.name} (epoch {epochs} logged, no results.json "
             "yet); rerun the sweep to finish it"
         )
-    for run_dir in find_run_dirs(runs_dir):
+    for run_dir in (d for root in roots for d in find_run_dirs(root)):
         try:
             cfg = runs.load_run_config(run_dir)
             results = json.loads((run_dir / runs.RESULTS).read_text(encoding="utf-8"))
@@ -363,6 +401,70 @@ def collect_runs(runs_dir: str | Path) -> tuple[list[RunRecord], list[str], dict
         seen[key] = r.run_dir
         unique.append(r)
     return unique, notes, info
+
+
+def _manifest_of(records: Sequence[RunRecord]) -> dict[str, Any] | None:
+    """The sweep manifests next to ``records``, pooled: the first one's study, baseline and
+    reference, and every planned run of all of them (by name, first wins). None without one."""
+    merged: dict[str, Any] | None = None
+    planned: dict[str, Any] = {}
+    for folder in dict.fromkeys(r.run_dir.parent for r in records):
+        path = folder / MANIFEST
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = list(data.get("runs", []))
+        except (json.JSONDecodeError, OSError, AttributeError, TypeError):
+            continue
+        if merged is None:
+            merged = {k: v for k, v in data.items() if k != "runs"}
+        for e in entries:
+            if isinstance(e, dict) and "name" in e:
+                planned.setdefault(str(e["name"]), e)
+    if merged is not None:
+        merged["runs"] = list(planned.values())
+    return merged
+
+
+def keep_records(records: Sequence[RunRecord], dest: str | Path) -> Path:
+    """Copy the record of every run in ``records`` (:data:`RECORD_FILES`: config, per-epoch
+    log, results, environment, per-position metrics; never weights) into ``dest/<run name>/``,
+    with the pooled sweep manifest, so the report can be redrawn from ``dest`` alone.
+
+    ``dest`` is replaced as a whole, and only once the new copy is complete; records may be
+    read from ``dest`` itself (a report redrawn from its own records plus new runs).
+    """
+    import shutil
+
+    dest = Path(dest)
+    fresh = dest.parent / f".{dest.name}.new"
+    old = dest.parent / f".{dest.name}.old"
+    for leftover in (fresh, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    fresh.mkdir(parents=True)
+    used: set[str] = set()
+    renamed: dict[str, str] = {}
+    for r in records:
+        name, k = r.name, 2
+        while name in used:  # same folder name from two places: keep both
+            name, k = f"{r.name}-{k}", k + 1
+        used.add(name)
+        renamed[r.name] = name
+        (fresh / name).mkdir()
+        for filename in RECORD_FILES:
+            if (r.run_dir / filename).is_file():
+                shutil.copy2(r.run_dir / filename, fresh / name / filename)
+    manifest = _manifest_of(records)
+    if manifest is not None:
+        atomic_write_text(fresh / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    if dest.exists():
+        dest.rename(old)
+    fresh.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+    return dest
 
 
 # ------------------------------------------------------------------------------------ statistics
@@ -741,7 +843,7 @@ def render_markdown(
     title: str,
     baseline: str | None,
     n_runs: int,
-    runs_dir: Path,
+    runs_dir: str,
     plots: Mapping[str, Path],
     out_dir: Path,
     notes: Sequence[str],
@@ -749,6 +851,7 @@ def render_markdown(
     reference: str | None = None,
     explanation: str | None = None,
     protocols: Mapping[str, str] | None = None,
+    records_dir: str | None = None,
 ) -> str:
     """The Markdown report: per dataset the evaluation protocol (``protocols``, from
     :func:`history_protocols`), the results table, the comparison with the baseline, and (with
@@ -757,7 +860,7 @@ def render_markdown(
     lines = [
         f"# {title}",
         "",
-        f"{n_runs} runs from `{runs_dir}`, generated {time.strftime('%Y-%m-%d %H:%M')}. "
+        f"{n_runs} runs from {runs_dir}, generated {time.strftime('%Y-%m-%d %H:%M')}. "
         "Test metrics (full ranking over the whole catalogue) at the epoch with the best "
         "validation NDCG@10; **mean ± sample std over seeds**; **bold** = best mean in the "
         "column for that dataset"
@@ -769,6 +872,13 @@ def render_markdown(
         ),
         "",
     ]
+    if records_dir:
+        lines += [
+            f"Each run's record (config, per-epoch log, results, environment; no weights) is "
+            f"in `{records_dir}/`: `seqrec report {records_dir} [NEW_RUNS_DIR ...] --out-dir .` "
+            "redraws this report from it, pooled with newer runs.",
+            "",
+        ]
     for ds in dict.fromkeys(s.dataset for s in summaries):
         rows = [s for s in summaries if s.dataset == ds]
         best = {k: best_methods(rows, k) for k in metrics}
@@ -1004,19 +1114,21 @@ def render_latex(
 
 
 def write_report(
-    runs_dir: str | Path,
+    runs_dir: str | Path | Sequence[str | Path],
     *,
     out_dir: str | Path | None = None,
     baseline: str | None = None,
     reference: str | None = None,
     plots: bool = True,
     explain: str | Path | None = None,
+    records: bool = True,
 ) -> dict[str, Path]:
     """Collect every run under ``runs_dir`` and write tables, report and plots.
 
     Args:
-        runs_dir: a sweep's out_dir (or any folder of run folders).
-        out_dir: where to write (default ``runs_dir/report``).
+        runs_dir: a sweep's out_dir (or any folder of run folders), or several: their runs are
+            pooled (the first folder wins where two hold the same dataset, method and seed).
+        out_dir: where to write (default: the first ``runs_dir``'s ``report/``).
         baseline: loss name or method label to compare against (default: the study's).
         reference: published numbers to put beside ours (``li2023``, ``xu2024``; default: the
             study's ``reference``; ``"none"`` for none).
@@ -1025,11 +1137,16 @@ def write_report(
             the paper and states the findings; put into the report as "Gaps and findings".
             Without it, a report with gaps above the flag threshold says how many are
             unexplained.
+        records: also keep each run's record (no weights) in ``out_dir/runs/``
+            (:func:`keep_records`), from which the report can be redrawn.
 
     Returns ``{file name: path}`` of everything written (``report.md``, ``report.tex``,
     ``runs.csv``, ``runs.parquet``, ``summary.csv``, ``valid_ndcg_vs_time.png``, ...).
     """
-    runs_dir = Path(runs_dir)
+    roots = _as_dirs(runs_dir)
+    if not roots:
+        raise SeqrecError("no runs folder given; give the out_dir of a sweep")
+    where = ", ".join(f"`{root}`" for root in roots)
     explanation = None
     if explain is not None:
         try:
@@ -1040,22 +1157,23 @@ def write_report(
             ) from None
     if reference is not None and reference != "none":
         paper_rows(reference)  # an unknown name fails before anything is read or written
-    records, notes, info = collect_runs(runs_dir)
-    if not records:
+    found, notes, info = collect_runs(roots)
+    if not found:
         raise SeqrecError(
-            f"no finished runs under {runs_dir} (a finished run folder has results.json); "
+            f"no finished runs under {', '.join(map(str, roots))} (a finished run folder has "
+            "results.json); "
             "run `seqrec sweep STUDY.toml` first"
         )
     baseline = baseline if baseline is not None else info.get("baseline")
     reference = reference if reference is not None else info.get("reference")
     if reference == "none":
         reference = None
-    summaries, metrics, more_notes = summarize(records, baseline)
-    notes = [*coverage_notes(runs_dir, records), *notes, *more_notes]
+    summaries, metrics, more_notes = summarize(found, baseline)
+    notes = [*coverage_notes(roots, found), *notes, *more_notes]
     comparisons: list[PaperComparison] = []
     if reference:
         comparisons, paper_notes = compare_with_paper(summaries, reference)
-        notes += paper_notes + settings_notes(records, reference)
+        notes += paper_notes + settings_notes(found, reference)
         flagged = sum(c.flagged(k) for c in comparisons for k in c.gap)
         if flagged and explanation is None:
             notes.append(
@@ -1063,11 +1181,11 @@ def write_report(
                 "none is explained here: write the reasons in a Markdown file and pass it with "
                 "--explain FILE"
             )
-    out = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    out = Path(out_dir) if out_dir is not None else roots[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
-    rows = runs_rows(records)
+    rows = runs_rows(found)
     write_csv(out / "runs.csv", rows)
     write_parquet(out / "runs.parquet", rows)
     write_csv(out / "summary.csv", summary_rows(summaries, metrics, comparisons))
@@ -1083,12 +1201,12 @@ def write_report(
         for s in summaries:  # summary order: baseline first, same colours everywhere
             curves.setdefault(s.dataset, {})[s.method] = []
             positions.setdefault(s.dataset, {})[s.method] = []
-        for r in sorted(records, key=lambda r: r.seed):
+        for r in sorted(found, key=lambda r: r.seed):
             curves[r.dataset][r.method].append(r.epochs)
             if r.position_metrics is not None:
                 positions[r.dataset][r.method].append(r.position_metrics)
-        missing = [r.name for r in records if r.position_metrics is None]
-        if missing and len(missing) < len(records):
+        missing = [r.name for r in found if r.position_metrics is None]
+        if missing and len(missing) < len(found):
             notes.append(
                 f"{len(missing)} runs have no positions.json, so they are not in the "
                 f"per-position plot (the sweep computes it; per_position = 0 turns it off): "
@@ -1109,21 +1227,22 @@ def write_report(
         )
         written.update(plot_paths)
 
-    title = f"Study {info['study']}" if info.get("study") else f"Runs in {runs_dir}"
+    title = f"Study {info['study']}" if info.get("study") else f"Runs in {where}"
     md = render_markdown(
         summaries,
         metrics,
         title=title,
         baseline=baseline,
-        n_runs=len(records),
-        runs_dir=runs_dir,
+        n_runs=len(found),
+        runs_dir=where,
+        records_dir=RECORDS if records else None,
         plots=plot_paths,
         out_dir=out,
         notes=notes,
         comparisons=comparisons,
         reference=reference,
         explanation=explanation,
-        protocols=history_protocols(records),
+        protocols=history_protocols(found),
     )
     atomic_write_text(out / "report.md", md)
     atomic_write_text(
@@ -1133,9 +1252,11 @@ def write_report(
             metrics,
             baseline=baseline,
             comparisons=comparisons,
-            protocols=history_protocols(records, HISTORY_LATEX, mixed="mixed"),
+            protocols=history_protocols(found, HISTORY_LATEX, mixed="mixed"),
         ),
     )
+    if records:
+        written[RECORDS] = keep_records(found, out / RECORDS)
     written["report.md"] = out / "report.md"
     written["report.tex"] = out / "report.tex"
     return written
@@ -1148,6 +1269,7 @@ __all__ = [
     "TTest",
     "collect_runs",
     "compare_with_paper",
+    "keep_records",
     "paired_ttest",
     "summarize",
     "write_report",
