@@ -9,7 +9,7 @@ For a batch of histories (raw ids, oldest first) :meth:`Recommender.recommend`
    width ``maxlen`` and encodes the whole batch at once;
 3. scores every item ``i in 1..C`` by ``s_i = h . E_i`` with ``h`` the hidden state at the last
    position (as :mod:`seqrec.evaluate` does), in row blocks of at most ``score_budget // C`` rows,
-   always with the matrix-matrix kernel (see :func:`score_rows`);
+   padded to a multiple of 4 rows so that every row is summed alike (see :func:`score_rows`);
 4. with ``exclude_history`` sets the score of every known item of the *whole* history (not only
    the last ``maxlen``) to ``-inf`` by indexing just those cells, and takes ``torch.topk``;
    excluded items are never returned, so a history covering almost the whole catalogue may get
@@ -325,18 +325,25 @@ class Recommender:
         )
 
 
-def score_rows(hidden: torch.Tensor, table_t: torch.Tensor) -> torch.Tensor:
-    """float[p, C] = hidden[p, d] @ table_t[d, C], by the same kernel whatever p.
+ROW_BLOCK = 4  # score_rows multiplies blocks of a multiple of this many rows
 
-    BLAS libraries send a single row to a matrix-vector kernel whose sums round differently
-    (scores differ by ~1e-6, enough to swap near-tied items); a single row is therefore scored
-    as a block of two identical rows. Every row of a matrix-matrix product is then computed
-    alike for any number of rows (checked by the tests), so a history scores the same alone or
-    batched with others.
+
+def score_rows(hidden: torch.Tensor, table_t: torch.Tensor) -> torch.Tensor:
+    """float[p, C] = hidden[p, d] @ table_t[d, C], each row to the bit as in any other block.
+
+    BLAS libraries compute a product with few rows by other kernels, whose sums round
+    differently (scores differ by ~1e-6, enough to swap near-tied items): MKL on an Intel CPU
+    for 1 row, on an AMD EPYC (AVX2 kernels) for every row count that is not a multiple of 4
+    (with 2 threads: 1-3, 5-7, 9-11). So the rows are padded, by repeating the last one, to a
+    multiple of :data:`ROW_BLOCK`; every block then computes each row alike whatever its size
+    and place (checked by the tests on the machine they run on), so a history scores the same
+    alone or batched with others.
     """
-    if hidden.shape[0] == 1:
-        return (hidden.repeat(2, 1) @ table_t)[:1]  # (1, C)
-    return hidden @ table_t  # (p, C)
+    p = hidden.shape[0]
+    pad = -p % ROW_BLOCK
+    if pad:
+        hidden = torch.cat([hidden, hidden[-1:].expand(pad, -1)])  # (p + pad, d)
+    return (hidden @ table_t)[:p]  # (p, C)
 
 
 def _history_cells(known: Sequences, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -417,7 +417,8 @@ class SASRec(SequentialRecommender):
         allowed = (causal & keep.transpose(1, 2)) | diagonal  # (B, L, L): key j real, or j == i
         allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
         if self.padding_keys == "attend":
-            allowed = _with_padding_sink(allowed, keep, self.maxlen)  # (B, 1, L, L + 1) float
+            dtype = self.item_emb.weight.dtype  # the bias must match the queries' dtype (see below)
+            allowed = _with_padding_sink(allowed, keep, self.maxlen, dtype)  # (B, 1, L, L + 1)
         return allowed
 
     def _embed(self, items: Tensor, positions: Tensor) -> Tensor:
@@ -495,19 +496,25 @@ class SASRec(SequentialRecommender):
         return hidden, index
 
 
-def _with_padding_sink(allowed: Tensor, keep: Tensor, maxlen: int) -> Tensor:
+def _with_padding_sink(
+    allowed: Tensor, keep: Tensor, maxlen: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Additive attention bias that lets every query see the padding of its maxlen window.
 
     In a maxlen-wide left-padded window (pmixer, FreeRec: causal mask only) each of the
     n_pad = maxlen - n_real padding keys is a zero row, so all have key b_k and value b_v: together
     they act as one key with logit q·b_k/√d + log n_pad. That single "sink" key (column 0, an
     all-zero input row) reproduces the full window exactly for any batch width.
-    allowed: bool (B, 1, L, L); keep: bool (B, L, 1) -> float (B, 1, L, L + 1).
+    allowed: bool (B, 1, L, L); keep: bool (B, L, 1) -> ``dtype`` (B, 1, L, L + 1).
+
+    ``dtype`` must be the queries' dtype: torch 2.13's fused CPU attention
+    (``scaled_dot_product_attention``) accepts a float32 bias with float64 queries and returns
+    wrong values (seen on an AMD EPYC, AVX2 kernels; tests/models/test_sasrec.py caught it).
     """
     n_pad = maxlen - keep.sum(dim=(1, 2))  # (B,)
-    sink = torch.log(n_pad.to(torch.float32)).view(-1, 1, 1, 1)  # (B, 1, 1, 1); -inf if none
+    sink = torch.log(n_pad.to(dtype)).view(-1, 1, 1, 1)  # (B, 1, 1, 1); -inf if none
     sink = sink.expand(-1, 1, allowed.shape[2], 1)  # (B, 1, L, 1)
-    bias = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     bias.masked_fill_(~allowed, float("-inf"))  # (B, 1, L, L)
     return torch.cat([sink, bias], dim=3)  # (B, 1, L, L + 1)
 
