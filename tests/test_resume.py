@@ -247,6 +247,10 @@ def test_more_epochs_continues_a_finished_run_through_the_real_cli(
     assert code == 0, err
     assert "trained further after epoch 4 (train.epochs: 4 != 10)" in err
     _same_run(run_dir, tmp_path / "ten")
+    env = json.loads((run_dir / runs.ENVIRONMENT).read_text())
+    assert env["torch"] == torch.__version__ and "resumed" not in env["resumed"][0]
+    assert [r["after_epoch"] for r in env["resumed"]] == [4]  # and the extension is recorded
+    assert env["resumed"][0]["argv"][-2:] == ["--epochs", str(EPOCHS)]
 
 
 def test_a_killed_extension_finishes_on_the_next_try(tmp_path: Path) -> None:

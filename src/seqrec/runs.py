@@ -4,7 +4,7 @@ Layout::
 
     RUN_DIR/
       config.toml        resolved configuration (what was actually run)
-      environment.json   versions, machine, threads, command line
+      environment.json   versions, machine, threads, command line; each resumption's under "resumed"
       metrics.jsonl      one JSON line per epoch: loss, valid metrics, epoch and wall seconds
       best/              model.safetensors + model.json + vocab.json of the best valid epoch
       results.json       final valid/test metrics of the best epoch, baselines, timings
@@ -128,6 +128,21 @@ def write_json(path: Path, obj: Any) -> None:
 def start_run(run_dir: Path, cfg: RunConfig) -> None:
     atomic_write_text(run_dir / CONFIG, to_toml(cfg))
     write_json(run_dir / ENVIRONMENT, environment())
+
+
+def note_resume(run_dir: Path, epoch: int) -> None:
+    """Add this process's environment to the run's environment.json under ``"resumed"``, with
+    the epoch it continues after: a run resumed or trained further, perhaps on another machine
+    or with another torch, says so (the original environment stays as it was)."""
+    path = run_dir / ENVIRONMENT
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(env, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):  # missing or unreadable: keep what this process knows
+        env = {}
+    env.setdefault("resumed", []).append({"after_epoch": epoch, **environment()})
+    write_json(path, env)
 
 
 def log_epoch(run_dir: Path, record: dict[str, Any]) -> None:

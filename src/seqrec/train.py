@@ -303,6 +303,8 @@ def _fit(
         runs.truncate_metrics(run_dir, state.epoch)
         if state.epoch == 0:
             runs.start_run(run_dir, cfg)
+        else:
+            runs.note_resume(run_dir, state.epoch)
     _say(
         f"run {run_dir}: {prepared.name} ({split.train.n_users} users, {n_items} items), "
         f"{cfg.model.name} + {cfg.loss.name} at {cfg.loss.positions} positions"
