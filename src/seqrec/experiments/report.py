@@ -860,7 +860,8 @@ def render_markdown(
     lines = [
         f"# {title}",
         "",
-        f"{n_runs} runs from {runs_dir}, generated {time.strftime('%Y-%m-%d %H:%M')}. "
+        f"{n_runs} run{'' if n_runs == 1 else 's'} from {runs_dir}, "
+        f"generated {time.strftime('%Y-%m-%d %H:%M')}. "
         "Test metrics (full ranking over the whole catalogue) at the epoch with the best "
         "validation NDCG@10; **mean ± sample std over seeds**; **bold** = best mean in the "
         "column for that dataset"
