@@ -46,6 +46,7 @@ BEST = "best"
 LAST_STATE = "last_state.pt"
 EXTENSIONS = "extensions"
 POSITIONS = "positions.json"  # per-position test metrics (seqrec.experiments.positions)
+MANIFEST = "sweep.json"  # in a sweep's runs folder: its plan (seqrec.experiments.sweep)
 LOCKS = ".locks"  # in a runs folder: one lock file per run being trained (see claim)
 
 try:

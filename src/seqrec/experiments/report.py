@@ -75,7 +75,6 @@ REPORT_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr
 ALPHA = 0.05  # significance level marked with a dagger
 RECORDS = "runs"  # in a report folder: the records of the runs it was made from
 RECORD_FILES = (runs.CONFIG, runs.RESULTS, runs.METRICS, runs.ENVIRONMENT, runs.POSITIONS)
-MANIFEST = "sweep.json"  # a sweep's plan, next to its run folders
 REPORT_MD = "report.md"
 # settings that never define a method (they do not change what is computed)
 IGNORED_SETTINGS = {"train.seed", "train.threads", "eval.batch_size", "data.data_dir"}
@@ -197,7 +196,7 @@ def _derived_labels(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
 
 def _manifest_entries(folder: Path, cache: dict[Path, dict[str, Any]]) -> dict[str, Any]:
     if folder not in cache:
-        path = folder / MANIFEST
+        path = folder / runs.MANIFEST
         entries: dict[str, Any] = {}
         if path.is_file():
             try:
@@ -268,7 +267,7 @@ def coverage_notes(
     planned: dict[tuple[str, str], set[int]] = {}
     done: dict[tuple[str, str], set[int]] = {}
     for root in _as_dirs(runs_dir):
-        for folder in _folders_holding(root, MANIFEST):
+        for folder in _folders_holding(root, runs.MANIFEST):
             entries = _manifest_entries(folder, {})
             for name, e in entries.items():
                 if name.startswith("__"):
@@ -409,7 +408,7 @@ def _manifest_of(records: Sequence[RunRecord]) -> dict[str, Any] | None:
     merged: dict[str, Any] | None = None
     planned: dict[str, Any] = {}
     for folder in dict.fromkeys(r.run_dir.parent for r in records):
-        path = folder / MANIFEST
+        path = folder / runs.MANIFEST
         if not path.is_file():
             continue
         try:
@@ -458,7 +457,7 @@ def keep_records(records: Sequence[RunRecord], dest: str | Path) -> Path:
                 shutil.copy2(r.run_dir / filename, fresh / name / filename)
     manifest = _manifest_of(records)
     if manifest is not None:
-        atomic_write_text(fresh / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        atomic_write_text(fresh / runs.MANIFEST, json.dumps(manifest, indent=1) + "\n")
     if dest.exists():
         dest.rename(old)
     fresh.rename(dest)

@@ -54,7 +54,6 @@ from seqrec.experiments.study import PlannedRun, Study, load_study
 from seqrec.runs import FREE_SETTINGS, claim, config_diff  # noqa: F401 (re-exported)
 from seqrec.train import fit
 
-MANIFEST = "sweep.json"
 INCOMPLETE = ".incomplete"
 
 
@@ -165,7 +164,7 @@ def select_runs(planned: list[PlannedRun], only: list[str] | tuple[str, ...]) ->
 
 def write_manifest(study: Study, planned: list[PlannedRun]) -> Path:
     """Write ``out_dir/sweep.json`` atomically; entries of runs no longer planned are kept."""
-    path = study.out_dir / MANIFEST
+    path = study.out_dir / runs.MANIFEST
     old: dict[str, Any] = {}
     if path.is_file():
         try:
