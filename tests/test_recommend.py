@@ -125,7 +125,8 @@ def test_batch_results_do_not_depend_on_batch_companions(rec: Recommender) -> No
 @pytest.mark.parametrize("threads", [1, 2])
 def test_one_row_is_scored_like_a_row_of_a_block(threads: int) -> None:
     """Few rows would take other BLAS kernels, whose sums round differently (MKL: 1 row on
-    Intel, any count not a multiple of 4 on AMD EPYC): every count and offset is checked."""
+    one machine, any count not a multiple of 4 on an AMD EPYC): every count and offset is
+    checked."""
     gen = torch.Generator().manual_seed(0)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

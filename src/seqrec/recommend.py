@@ -332,9 +332,9 @@ def score_rows(hidden: torch.Tensor, table_t: torch.Tensor) -> torch.Tensor:
     """float[p, C] = hidden[p, d] @ table_t[d, C], each row to the bit as in any other block.
 
     BLAS libraries compute a product with few rows by other kernels, whose sums round
-    differently (scores differ by ~1e-6, enough to swap near-tied items): MKL on an Intel CPU
-    for 1 row, on an AMD EPYC (AVX2 kernels) for every row count that is not a multiple of 4
-    (with 2 threads: 1-3, 5-7, 9-11). So the rows are padded, by repeating the last one, to a
+    differently (scores differ by ~1e-6, enough to swap near-tied items): MKL on the machine of
+    earlier sessions for 1 row, on an AMD EPYC (AVX2 kernels) for every row count that is not
+    a multiple of 4 (with 2 threads: 1-3, 5-7, 9-11). So the rows are padded, by repeating the last one, to a
     multiple of :data:`ROW_BLOCK`; every block then computes each row alike whatever its size
     and place (checked by the tests on the machine they run on), so a history scores the same
     alone or batched with others.

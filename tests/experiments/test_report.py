@@ -304,8 +304,9 @@ def test_a_report_is_redrawn_in_place_from_its_records_and_newer_runs(tmp_path):
     out = tmp_path / "results"
     write_report(old, out_dir=out, plots=False)
     new = make_study_runs(tmp_path / "new", seeds=(2,))
-    written = write_report([new, out / "runs"], out_dir=out, plots=False)
+    written = write_report([new, old, out / "runs"], out_dir=out, plots=False)
     assert len(list(csv.DictReader(written["runs.csv"].open()))) == 8
+    assert "skipped" not in written["report.md"].read_text()  # records of the same runs: silent
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no leftovers
     assert len([p for p in (out / "runs").iterdir() if p.is_dir()]) == 8
     # and once more from the records alone: the same 8 runs

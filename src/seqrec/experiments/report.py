@@ -387,17 +387,19 @@ def collect_runs(
                 position_metrics=load_positions(run_dir),
             )
         )
-    seen: dict[tuple[str, str, int], Path] = {}
+    seen: dict[tuple[str, str, int], RunRecord] = {}
     unique = []
     for r in records:
         key = (r.dataset, r.method, r.seed)
         if key in seen:
-            notes.append(
-                f"skipped {r.run_dir}: same dataset, method and seed as {seen[key]} "
-                f"({r.dataset}, {r.method}, seed {r.seed})"
-            )
+            kept = seen[key]
+            if (kept.name, kept.results) != (r.name, r.results):  # not a copy of the same run
+                notes.append(
+                    f"skipped {r.run_dir}: same dataset, method and seed as {kept.run_dir} "
+                    f"({r.dataset}, {r.method}, seed {r.seed})"
+                )
             continue
-        seen[key] = r.run_dir
+        seen[key] = r
         unique.append(r)
     return unique, notes, info
 
