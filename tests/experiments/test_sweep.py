@@ -506,3 +506,32 @@ def test_a_study_with_more_patience_trains_its_finished_runs_further(tmp_path, m
     assert (run_dir / runs.EXTENSIONS / f"from-epoch-{stopped}" / "positions.json").is_file()
     code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(study), "--dry-run")
     assert code == 0 and f"done   {run_dir.name}" in out
+
+
+def test_done_cache_rereads_a_run_only_when_its_results_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress count asks every second; each finished run's config is read once per
+    results.json, and a run whose results moved away (trained further) counts as not done."""
+    from types import SimpleNamespace
+
+    asked: list[str] = []
+
+    def is_done(run: Any, run_dir: Path) -> bool:
+        asked.append(run.name)
+        return run.name != "stale"
+
+    monkeypatch.setattr(sweep_mod, "is_done", is_done)
+    planned = [SimpleNamespace(name=n) for n in ("a", "stale", "todo")]
+    for name in ("a", "stale"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / runs.RESULTS).write_text("{}")
+    done = sweep_mod.DoneCache(tmp_path)
+    for _ in range(3):
+        assert [done(r) for r in planned] == [True, False, False]
+    assert sorted(asked) == ["a", "stale"]  # once each, and never for the unfinished one
+    results = tmp_path / "a" / runs.RESULTS
+    os.utime(results, ns=(1, results.stat().st_mtime_ns + 1000))  # rewritten
+    assert done(planned[0]) and asked.count("a") == 2
+    results.unlink()  # moved to extensions/ while it is trained further
+    assert not done(planned[0])
