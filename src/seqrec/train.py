@@ -45,8 +45,6 @@ from seqrec.models import build_model
 from seqrec.models.base import SequentialRecommender
 from seqrec.models.popularity import PopularityModel
 
-LAST_STATE = runs.LAST_STATE
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -216,7 +214,7 @@ def save_state(
         "torch_rng": torch.get_rng_state(),
         "sampler_rng": generator.get_state(),
     }
-    atomic_write(run_dir / LAST_STATE, lambda tmp: torch.save(blob, tmp))
+    atomic_write(run_dir / runs.LAST_STATE, lambda tmp: torch.save(blob, tmp))
 
 
 def load_state(
@@ -226,7 +224,7 @@ def load_state(
     rng: np.random.Generator,
     generator: torch.Generator,
 ) -> LoopState:
-    path = run_dir / LAST_STATE
+    path = run_dir / runs.LAST_STATE
     if not path.exists():
         return LoopState()  # killed before the first epoch ended: start over in the same folder
     try:
@@ -438,7 +436,7 @@ def _adopt_config(run_dir: Path, cfg: RunConfig, epoch: int, quiet: bool) -> Non
         return
     problem = runs.extension_problem(saved, cfg)
     if problem is None and epoch == 0 and (run_dir / runs.RESULTS).exists():
-        problem = f"it has no saved training state ({LAST_STATE}) to continue from"
+        problem = f"it has no saved training state ({runs.LAST_STATE}) to continue from"
     if problem is not None:
         raise TrainingError(f"cannot continue {run_dir} as the run asked for: {problem}")
     kept = runs.adopt_extension(run_dir, cfg, epoch)

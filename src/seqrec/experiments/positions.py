@@ -36,7 +36,6 @@ from seqrec.data.split import prefixes
 from seqrec.errors import SeqrecError
 from seqrec.metrics import DEFAULT_KS
 
-POSITIONS_FILE = runs.POSITIONS
 DEFAULT_WINDOW = 50
 
 
@@ -162,13 +161,13 @@ def run_positions(run_dir: str | Path, *, window: int = DEFAULT_WINDOW) -> Posit
         history=cfg.eval.history,
         batch_size=cfg.eval.batch_size,
     )
-    runs.write_json(run_dir / POSITIONS_FILE, {"window": window, **result.to_json()})
+    runs.write_json(run_dir / runs.POSITIONS, {"window": window, **result.to_json()})
     return result
 
 
 def load_positions(run_dir: str | Path) -> PositionMetrics | None:
     """The saved per-position metrics of a run, or None if it has none (or they are unreadable)."""
-    path = Path(run_dir) / POSITIONS_FILE
+    path = Path(run_dir) / runs.POSITIONS
     if not path.is_file():
         return None
     try:
@@ -178,7 +177,6 @@ def load_positions(run_dir: str | Path) -> PositionMetrics | None:
 
 
 __all__ = [
-    "POSITIONS_FILE",
     "PositionMetrics",
     "load_positions",
     "offset_examples",

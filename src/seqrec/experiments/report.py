@@ -45,6 +45,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from collections import Counter
@@ -436,8 +437,6 @@ def keep_records(records: Sequence[RunRecord], dest: str | Path) -> Path:
     ``dest`` is replaced as a whole, and only once the new copy is complete; records may be
     read from ``dest`` itself (a report redrawn from its own records plus new runs).
     """
-    import shutil
-
     dest = Path(dest)
     fresh = dest.parent / f".{dest.name}.new"
     old = dest.parent / f".{dest.name}.old"

@@ -49,7 +49,6 @@ from typing import Any
 from seqrec import runs
 from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
-from seqrec.experiments.positions import POSITIONS_FILE
 from seqrec.experiments.study import PlannedRun, Study, load_study
 from seqrec.runs import FREE_SETTINGS, claim, config_diff  # noqa: F401 (re-exported)
 from seqrec.train import fit
@@ -486,7 +485,7 @@ def run_sweep(
     def add_positions(run: PlannedRun) -> None:
         """positions.json for a finished run that lacks it (a failure is reported, not fatal)."""
         run_dir = study.out_dir / run.name
-        if study.per_position <= 0 or (run_dir / POSITIONS_FILE).is_file():
+        if study.per_position <= 0 or (run_dir / runs.POSITIONS).is_file():
             return
         display.update(f"{run.name}: per-position metrics")
         try:

@@ -496,9 +496,7 @@ class SASRec(SequentialRecommender):
         return hidden, index
 
 
-def _with_padding_sink(
-    allowed: Tensor, keep: Tensor, maxlen: int, dtype: torch.dtype = torch.float32
-) -> Tensor:
+def _with_padding_sink(allowed: Tensor, keep: Tensor, maxlen: int, dtype: torch.dtype) -> Tensor:
     """Additive attention bias that lets every query see the padding of its maxlen window.
 
     In a maxlen-wide left-padded window (pmixer, FreeRec: causal mask only) each of the
