@@ -230,6 +230,7 @@ def test_write_report_outputs(tmp_path):
     assert "**0.3300 ± 0.0424**" in md
     assert "**0.1250 ± 0.0071**" in md
     assert "+57.1% (p=0." in md  # (0.33 - 0.21) / 0.21
+    assert " | 3 | 1 |\n" in md  # best epoch 3 of every seed, 1 s of training: no stray ".0"
     assert "![valid_ndcg_vs_time](plots/valid_ndcg_vs_time.png)" in md
     # every dataset says how its runs ranked the user's history (all default here)
     assert md.count("User's history in the ranking: masked (`mask`") == 2

@@ -894,7 +894,7 @@ def render_markdown(
                 c = _cell(s, k)
                 c = f"**{c}**" if s.method in best[k] else c
                 cells.append(c + (" †" if _significant(s, k) else ""))
-            cells += [f"{s.best_epoch:.1f}", f"{s.train_seconds:.1f}"]
+            cells += [f"{s.best_epoch:g}", f"{s.train_seconds:.0f}"]  # 285, or 147.5 over two seeds
             lines.append("| " + " | ".join(cells) + " |")
         compared = [s for s in rows if s.baseline is not None]
         if compared:
