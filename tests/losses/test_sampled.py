@@ -89,10 +89,11 @@ def test_bad_injected_negatives_raise():
         BCELoss(8)(hidden, targets, table)
 
 
-@pytest.mark.parametrize("method", ["gather", "dense", "auto"])
+@pytest.mark.parametrize("method", ["gather", "dense", "sparse", "auto"])
 @pytest.mark.parametrize("block", [1, 64, 1 << 22])  # one row per chunk, several rows, one chunk
 def test_gather_scores_matches_plain_gather(monkeypatch, block, method):
     monkeypatch.setattr(sampled, "GATHER_BLOCK", block)
+    monkeypatch.setattr(sampled, "SPARSE_BLOCK", block)
     g = torch.Generator().manual_seed(5)
     hidden = torch.randn(13, 4, generator=g, dtype=torch.float64, requires_grad=True)
     table = torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True)
@@ -111,13 +112,81 @@ def test_gather_scores_matches_plain_gather(monkeypatch, block, method):
     )
 
 
+def _spy(monkeypatch, cls: type) -> list[int]:
+    calls: list[int] = []
+    apply = cls.apply
+    monkeypatch.setattr(cls, "apply", lambda *a: calls.append(1) or apply(*a))
+    return calls
+
+
+def test_sparse_scores_are_supported_and_chosen_by_auto(monkeypatch):
+    """The torch CI runs passes the one-time check, so "auto" takes the sparse path (and the
+    tests above exercise it); rows with more entries than the catalogue has rows go dense."""
+    assert sampled.sparse_scores_supported()
+    calls = _spy(monkeypatch, sampled._SparseGatherScores)
+    dense = _spy(monkeypatch, sampled._DenseGatherScores)
+    hidden, table = torch.randn(4, 3), torch.randn(1000, 3)
+    sampled.gather_scores(hidden, table, torch.randint(1, 1000, (4, 7)))
+    assert calls == [1] and dense == []
+    hidden, table = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    ids = torch.randint(0, 4, (3, 9))  # 9 entries a row > 4 catalogue rows
+    got = sampled.gather_scores(hidden, table, ids, method="sparse")
+    assert calls == [1] and dense == [1]
+    torch.testing.assert_close(got, (table[ids] * hidden[:, None]).sum(-1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sparse_scores_at_training_size(threads):
+    """A training-sized batch (many repeats, unsorted ids, several item-gradient chunks) in
+    float32 at 1 and 2 threads: the kernels torch picks for large sparse products agree with
+    the plain gather as the small cases do."""
+    g = torch.Generator().manual_seed(11)
+    hidden = torch.randn(3000, 16, generator=g, requires_grad=True)
+    table = torch.randn(400, 16, generator=g, requires_grad=True)
+    ids = torch.randint(0, 400, (3000, 101), generator=g)
+    weights = torch.randn(3000, 101, generator=g)
+    ref = (table[ids] * hidden[:, None]).sum(-1)  # (N, M)
+    want = (ref, *torch.autograd.grad((ref * weights).sum(), (hidden, table)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = sampled.gather_scores(hidden, table, ids, method="sparse")
+        have = (got, *torch.autograd.grad((got * weights).sum(), (hidden, table)))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(have, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_sparse_scores_check_refuses_a_wrong_kernel(monkeypatch):
+    """The one-time check is a real comparison: a kernel that loses a repeated entry fails it,
+    and gather_scores then falls back to the other methods."""
+    sampled.sparse_scores_supported.cache_clear()
+    real = torch.sparse.sampled_addmm
+
+    def loses_repeats(pattern, a, b, **kw):  # as if the kernel kept one entry per column
+        out = real(pattern, a, b, **kw)
+        v = out.values().clone()
+        v[2] = 0.0  # the second of row 0's repeated column 2
+        return torch.sparse_csr_tensor(
+            out.crow_indices(), out.col_indices(), v, out.shape, check_invariants=False
+        )
+
+    monkeypatch.setattr(torch.sparse, "sampled_addmm", loses_repeats)
+    try:
+        assert not sampled.sparse_scores_supported()
+        calls = _spy(monkeypatch, sampled._SparseGatherScores)
+        sampled.gather_scores(torch.randn(4, 3), torch.randn(1000, 3), torch.ones(4, 2).long())
+        assert calls == []
+    finally:
+        sampled.sparse_scores_supported.cache_clear()
+
+
 def test_gather_scores_method_choice_and_bad_method(monkeypatch):
-    """auto scores densely only when the M picked columns are a sizeable share of C + 1."""
-    calls = []
-    dense_apply = sampled._DenseGatherScores.apply
-    monkeypatch.setattr(
-        sampled._DenseGatherScores, "apply", lambda *a: calls.append(1) or dense_apply(*a)
-    )
+    """Without the sparse path, auto scores densely only when the M picked columns are a
+    sizeable share of C + 1."""
+    monkeypatch.setattr(sampled, "sparse_scores_supported", lambda: False)
+    calls = _spy(monkeypatch, sampled._DenseGatherScores)
     hidden, table = torch.randn(4, 3), torch.randn(1000, 3)
     many = torch.randint(1, 1000, (4, 1000 // sampled.DENSE_RATIO + 1))
     few = torch.randint(1, 1000, (4, 1000 // sampled.DENSE_RATIO - 1))

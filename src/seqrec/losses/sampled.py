@@ -7,6 +7,8 @@ No (N, C) logit matrix is ever built.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,9 +76,108 @@ class _GatherScores(torch.autograd.Function):
         return grad_h, grad_t, None, None
 
 
-#: above this many catalogue rows per scored column (C / M), :func:`gather_scores` gathers the
-#: M item rows of each position; below it, it scores the whole catalogue with a matmul and picks
-#: the M columns. Measured on Beauty shapes (N = 3,584, C = 12,101, M = 501, d = 64, one core):
+#: entries (position, scored item) per chunk of the item-table gradient in :class:`_SparseGatherScores`
+SPARSE_BLOCK = 1 << 20
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A CSR matrix whose rows may hold repeated and unsorted columns (see
+    :func:`sparse_scores_supported`), without torch's one-time "beta" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def _rows_csr(ids: Tensor, values: Tensor, n_cols: int) -> Tensor:
+    """(N, n_cols) CSR matrix holding values[i, m] at column ids[i, m]: M entries in every row,
+    in the order of ``ids``, repeated columns kept (a product sums them, as a gather would)."""
+    n, m = ids.shape
+    crow = torch.arange(0, n * m + 1, m, dtype=ids.dtype, device=ids.device)  # (N + 1,)
+    return _csr(crow, ids.reshape(-1), values.reshape(-1), (n, n_cols))
+
+
+@functools.cache
+def sparse_scores_supported() -> bool:
+    """Whether this torch computes :class:`_SparseGatherScores` exactly, checked once.
+
+    Its sparse matrices are not canonical CSR: a row's columns are the sampled ids as drawn,
+    unsorted and possibly repeated (torch's invariant checks would refuse them, so they are
+    off). That is right only because ``sampled_addmm`` fills each entry on its own and a CSR
+    product sums every entry of a row, which torch's CPU kernels do; a torch whose kernels
+    assumed sorted, distinct columns would give wrong numbers silently. So the first call
+    compares values and both gradients with the plain gather on a small case with repeats and
+    unsorted ids (float64), and :func:`gather_scores` falls back to "gather" if they differ.
+    """
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([[6, 2, 2, 0], [1, 1, 1, 1], [5, 3, 6, 3], [0, 6, 4, 2], [3, 3, 5, 1]])
+    weights = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    try:
+        ref = (table[ids] * hidden[:, None]).sum(-1)  # (N, M)
+        want = (ref, *torch.autograd.grad((ref * weights).sum(), (hidden, table)))
+        got = _SparseGatherScores.apply(hidden, table, ids)
+        have = (got, *torch.autograd.grad((got * weights).sum(), (hidden, table)))
+        return all(
+            torch.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(have, want, strict=True)
+        )
+    except (RuntimeError, NotImplementedError):  # kernels missing on this build
+        return False
+
+
+class _SparseGatherScores(torch.autograd.Function):
+    """scores[i, m] = hidden[i] · item_table[ids[i, m]] as sparse products, no gathered block.
+
+    With S the (N, C + 1) sparse matrix that has M entries per row, at columns ids[i]:
+    forward is the sampled product S ⊙ (H Wᵀ) (``torch.sparse.sampled_addmm``: one d-long dot
+    per entry); backward is dL/dH = G W and dL/dW = Gᵀ H with G = S carrying the output's
+    gradient, the second from Gᵀ built by sorting the entries by item, in chunks of
+    SPARSE_BLOCK entries. Work ∝ N·M·d, memory ∝ N·M; no (N, M, d) or (N, C) block is held.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, hidden: Tensor, item_table: Tensor, ids: Tensor
+    ) -> Tensor:
+        n, m = ids.shape
+        pattern = _rows_csr(ids, hidden.new_zeros(n, m), item_table.shape[0])  # (N, C + 1)
+        out = torch.sparse.sampled_addmm(pattern, hidden, item_table.T, beta=0.0)
+        ctx.save_for_backward(hidden, item_table, ids)
+        return out.values().view(n, m)  # (N, M)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, None]:
+        hidden, item_table, ids = ctx.saved_tensors
+        n, m = ids.shape
+        grad = grad.contiguous()  # (N, M)
+        grad_h = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_h = _rows_csr(ids, grad, item_table.shape[0]) @ item_table  # (N, d)
+        if ctx.needs_input_grad[1]:
+            grad_t = torch.zeros_like(item_table)  # (C + 1, d)
+            rows = max(1, SPARSE_BLOCK // m)
+            for s in range(0, n, rows):
+                flat = ids[s : s + rows].reshape(-1)  # (r·M,) the chunk's entries
+                # int32 sorts ~4x faster than int64; stable: each item's entries in row order
+                item, order = torch.sort(flat.to(torch.int32), stable=True)
+                items, counts = torch.unique_consecutive(item, return_counts=True)  # (U,)
+                crow = torch.zeros(len(items) + 1, dtype=torch.int64, device=ids.device)
+                torch.cumsum(counts, 0, out=crow[1:])
+                g_t = _csr(
+                    crow,
+                    order // m,
+                    grad[s : s + rows].reshape(-1)[order],
+                    (len(items), len(flat) // m),
+                )
+                grad_t.index_add_(0, items.long(), g_t @ hidden[s : s + rows])  # (U, d) rows
+        return grad_h, grad_t, None
+
+
+#: Where "sparse" cannot run: above this many catalogue rows per scored column (C / M),
+#: :func:`gather_scores` gathers the M item rows of each position; below it, it scores the whole
+#: catalogue with a matmul and picks the M columns. Measured on Beauty shapes (N = 3,584, C = 12,101, M = 501, d = 64, one core):
 #: forward + backward 1.6-2.3 s gathered vs 0.5-0.7 s dense; the gather is memory-bound
 #: (N·M·d floats read twice and scattered once) where the matmul is compute-bound. On ML-1M
 #: shapes (N = 25,600, M = 101, d = 64, one thread, idle machine; benchmarks/gather_vs_dense.py)
@@ -129,25 +230,39 @@ class _DenseGatherScores(torch.autograd.Function):
         return grad_h, grad_t, None, None
 
 
+#: the exact ways :func:`gather_scores` can score M items per position
+GATHER_METHODS = ("auto", "sparse", "gather", "dense")
+
+
 def gather_scores(
     hidden: Tensor, item_table: Tensor, ids: Tensor, *, method: str = "auto"
 ) -> Tensor:
     """(N, M) scores of the M items ``ids[i]`` for each row: ``hidden[i] · item_table[ids[i, m]]``.
 
     Equal (value and gradient) to ``(item_table[ids] * hidden[:, None]).sum(-1)``, computed
-    without holding big blocks, by one of two exact methods:
+    without holding big blocks, by one of three exact methods:
 
+    - "sparse": sparse products with the (N, C + 1) matrix of the sampled entries
+      (:class:`_SparseGatherScores`): work ∝ N·M·d and nothing of size N·M·d held;
     - "gather": the (N, M, d) gathered block is never held whole: rows are processed in chunks
       of ~GATHER_BLOCK elements in forward and recomputed in backward (at N = 25,600 positions
       and K = 500 negatives the whole block would be 3.3 GB);
     - "dense": the catalogue's logits in row chunks of ~GATHER_BLOCK elements, M columns picked
       (three matmuls instead of memory-bound gathers; pays when M is a sizeable share of C).
 
-    "auto" picks "dense" when C + 1 <= DENSE_RATIO · M.
+    "auto" picks "sparse", the fastest at every measured shape (benchmarks/gather_vs_dense.py),
+    unless M > C + 1 or this torch fails :func:`sparse_scores_supported`; then "dense" when
+    C + 1 <= DENSE_RATIO · M, else "gather". "sparse" asked for where it cannot run does the same.
     """
-    if method not in ("auto", "gather", "dense"):
-        raise ConfigError(f"gather_scores: method must be auto, gather or dense, got {method!r}")
+    if method not in GATHER_METHODS:
+        raise ConfigError(
+            f"gather_scores: method must be one of {', '.join(GATHER_METHODS)}, got {method!r}"
+        )
     n, m = ids.shape
+    if method in ("auto", "sparse"):
+        if m <= item_table.shape[0] and sparse_scores_supported():
+            return _SparseGatherScores.apply(hidden, item_table, ids.contiguous())
+        method = "auto"  # torch's sampled_addmm fails on rows with more entries than columns
     if method == "dense" or (method == "auto" and item_table.shape[0] <= DENSE_RATIO * m):
         rows = max(1, GATHER_BLOCK // item_table.shape[0])
         return _DenseGatherScores.apply(hidden, item_table, ids.contiguous(), rows)
