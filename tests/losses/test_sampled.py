@@ -135,6 +135,27 @@ def test_sparse_scores_are_supported_and_chosen_by_auto(monkeypatch):
     torch.testing.assert_close(got, (table[ids] * hidden[:, None]).sum(-1))
 
 
+def test_sparse_scores_take_strided_inputs():
+    """Views as a model hands them over (every other row/column, sliced ids) and an empty batch."""
+    g = torch.Generator().manual_seed(1)
+    big = torch.randn(40, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(30, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    hidden, items = big[::2, ::2], table[:, ::2]  # (20, 8), (30, 8), neither contiguous
+    ids = torch.randint(0, 30, (20, 7), generator=g)[:, :5]  # (20, 5), not contiguous
+    weights = torch.randn(20, 5, generator=g, dtype=torch.float64)
+    ref = (items[ids] * hidden[:, None]).sum(-1)
+    want = (ref, *torch.autograd.grad((ref * weights).sum(), (big, table)))
+    got = sampled.gather_scores(hidden, items, ids, method="sparse")
+    have = (got, *torch.autograd.grad((got * weights).sum(), (big, table)))
+    for a, b in zip(have, want, strict=True):
+        torch.testing.assert_close(a, b)
+    empty = torch.zeros(0, 8, requires_grad=True)
+    out = sampled.gather_scores(empty, torch.randn(30, 8), torch.zeros(0, 5, dtype=torch.long))
+    assert out.shape == (0, 5)
+    out.sum().backward()
+    assert empty.grad is not None and empty.grad.shape == (0, 8)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_sparse_scores_at_training_size(threads):
     """A training-sized batch (many repeats, unsorted ids, several item-gradient chunks) in
