@@ -113,7 +113,9 @@ def estimate_bytes(name: str, n: int, c: int, d: int) -> int:
         width = (2 * e + 1) * math.ceil(c / n_c) * r  # candidate slots per row, all rounds
         return 6 * n * width * F32 + 2 * table  # logits, exp, count, masks; gathered items
     k = SCE_K if name == "sce" else BCE_K
-    return 4 * n * (k + 1) * F32 + min(n * (k + 1) * d, 1 << 22) * F32 * 3 + table
+    entries = n * (k + 1)  # sampled scores, by sparse products (seqrec.losses.sampled)
+    # scores and their gradients, the CSR columns; per item-gradient chunk the sort's keys and order
+    return entries * (4 * F32 + 8) + min(entries, 1 << 20) * (2 * 4 + 2 * 8) + table
 
 
 def available_bytes() -> int:
