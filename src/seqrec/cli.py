@@ -16,6 +16,7 @@ import typer
 from seqrec import cli_deploy
 from seqrec.config import RunConfig, load_toml, merge, validate
 from seqrec.errors import SeqrecError
+from seqrec.text import counted
 
 app = typer.Typer(
     name="seqrec",
@@ -561,7 +562,7 @@ def sweep(
         stale = sum(state == "stale" for state, _ in states)
         longer = sum(state == "extend" for state, _ in states)
         typer.echo(
-            f"{len(planned)} runs in {root}: {done} done, {len(planned) - done} to run"
+            f"{counted(len(planned), 'run')} in {root}: {done} done, {len(planned) - done} to run"
             + (f" ({longer} of them finished runs to train further)" if longer else "")
         )
         if stale:
@@ -574,7 +575,7 @@ def sweep(
         study, quiet=quiet, out_dir=out_dir, data_dir=data_dir, only=only or [], jobs=jobs
     )
     root = dirs[0].parent if dirs else out_dir
-    typer.echo(f"{len(dirs)} finished runs in {root}; next: seqrec report {root}")
+    typer.echo(f"{counted(len(dirs), 'finished run')} in {root}; next: seqrec report {root}")
 
 
 @app.command()

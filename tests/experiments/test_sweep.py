@@ -194,7 +194,7 @@ def test_only_runs_the_selected_part_and_keeps_the_whole_study_in_the_manifest(
     code, out, _ = run_cli(
         monkeypatch, capsys, "sweep", str(study), "--dry-run", "--only", "loss=bce"
     )
-    assert code == 0 and "1 runs in" in out and "bce" in out and "-ce-" not in out
+    assert code == 0 and "1 run in" in out and "bce" in out and "-ce-" not in out
     done = run_sweep(study, quiet=True, only=["loss.name=bce", "seed=1"])
     assert fake.calls == ["synthetic-sasrec-bce-all-seed1"] and len(done) == 1
     manifest = json.loads((tmp_path / "runs" / "sweep.json").read_text())

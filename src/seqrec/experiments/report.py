@@ -71,6 +71,7 @@ from seqrec.experiments.positions import PositionMetrics, load_positions
 from seqrec.experiments.study import clean_label
 from seqrec.io import atomic_write, atomic_write_text
 from seqrec.losses import loss_settings
+from seqrec.text import counted
 
 REPORT_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 ALPHA = 0.05  # significance level marked with a dagger
@@ -860,7 +861,7 @@ def render_markdown(
     lines = [
         f"# {title}",
         "",
-        f"{n_runs} run{'' if n_runs == 1 else 's'} from {runs_dir}, "
+        f"{counted(n_runs, 'run')} from {runs_dir}, "
         f"generated {time.strftime('%Y-%m-%d %H:%M')}. "
         "Test metrics (full ranking over the whole catalogue) at the epoch with the best "
         "validation NDCG@10; **mean ± sample std over seeds**; **bold** = best mean in the "

@@ -51,6 +51,7 @@ from seqrec.config import RunConfig
 from seqrec.errors import SeqrecError
 from seqrec.experiments.study import PlannedRun, Study, load_study
 from seqrec.runs import FREE_SETTINGS, claim, config_diff  # noqa: F401 (re-exported)
+from seqrec.text import counted
 from seqrec.train import fit
 
 INCOMPLETE = ".incomplete"
@@ -442,7 +443,7 @@ def run_sweep(
     display = _Display(total, total - len(todo), quiet, live=_worker is None)
     if not _worker:
         display.say(
-            f"study {study.name}: {total} runs in {study.out_dir} "
+            f"study {study.name}: {counted(total, 'run')} in {study.out_dir} "
             f"({total - len(todo)} already finished, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 else "")
             + ")"
@@ -583,7 +584,7 @@ def run_sweep(
         display.close()
     if failures:
         raise SeqrecError(
-            f"{len(failures)} of {total} runs failed (rerun the sweep to retry them): "
+            f"{len(failures)} of {counted(total, 'run')} failed (rerun the sweep to retry them): "
             + " | ".join(failures)
         )
     by_name = {r.name: r for r in planned}
@@ -596,7 +597,8 @@ def run_sweep(
             f"working in {study.out_dir}: {', '.join(left_to_others)}"
         )
     else:
-        display.say(f"study {study.name}: all {total} runs finished in {study.out_dir}")
+        finished = "its run" if total == 1 else f"all {total} runs"
+        display.say(f"study {study.name}: {finished} finished in {study.out_dir}")
     return [study.out_dir / r.name for r in planned if run_done(r)]
 
 
