@@ -640,7 +640,7 @@ def report(
       seqrec report runs/xu2024 --reference xu2024 --explain gaps.md
       seqrec report runs/xu2024-more results/xu2024/runs --out-dir results/xu2024
     """
-    from seqrec.experiments.report import write_report
+    from seqrec.experiments.report import git_ignore_rule, write_report
 
     written = write_report(
         runs_dir,
@@ -661,6 +661,14 @@ def report(
         typer.echo(f"plots:  {folder}/")
     if "runs" in written:
         typer.echo(f"runs:   {written['runs']}/ (each run's record, no weights)")
+        rule = git_ignore_rule(written["runs"])
+        if rule is not None:
+            typer.echo(
+                f"warning: git ignores {written['runs']}/ (rule {rule}), so a commit of this "
+                "report leaves out the records it is redrawn from; anchor the pattern to the "
+                f"top folder ('/runs/') or `git add -f {written['runs']}`",
+                err=True,
+            )
 
 
 @data_app.command("stats")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from seqrec.experiments.papers import paper_rows
 from seqrec.experiments.plots import mean_curve, plot_study
 from seqrec.experiments.report import (
     collect_runs,
+    git_ignore_rule,
     latex_escape,
     paired_ttest,
     seed_spread,
@@ -570,6 +573,24 @@ def test_report_command_line(tmp_path, monkeypatch, capsys):
     )
     assert code == 0, err
     assert f"runs:   {out_dir / 'runs'}/" in out and (out_dir / "runs" / "sweep.json").is_file()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_report_warns_when_git_would_leave_its_records_out(tmp_path, monkeypatch, capsys):
+    """A repository that ignores every runs/ folder would commit the report without the records
+    it is redrawn from (this project's own .gitignore did, stops 17-18): the command says so."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("runs/\n")
+    root = make_paper_runs(tmp_path / "made")
+    args = ["report", str(root), "--out-dir", str(repo / "report"), "--no-plots"]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "warning: git ignores" in err and ".gitignore:1:runs/" in err
+    (repo / ".gitignore").write_text("/runs/\n")  # only the top folder's training runs
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "warning" not in err
+    assert git_ignore_rule(tmp_path / "made") is None  # not in a work tree
 
 
 def test_report_doctests_run() -> None:

@@ -46,6 +46,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import time
 import warnings
 from collections import Counter
@@ -466,6 +467,29 @@ def keep_records(records: Sequence[RunRecord], dest: str | Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return dest
+
+
+def git_ignore_rule(records_dir: str | Path) -> str | None:
+    """The rule ("FILE:LINE:PATTERN") by which git ignores the records in ``records_dir``, or
+    None: not ignored, already tracked, not in a git work tree, or no git. A report's records
+    are for committing next to it; a repository that ignores every ``runs/`` folder (a common
+    pattern for training output) would silently leave them out, and the report could not be
+    redrawn anywhere else."""
+    records_dir = Path(records_dir)
+    probe = next(records_dir.glob(f"*/{runs.RESULTS}"), records_dir)
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(records_dir), "check-ignore", "-v", str(probe.resolve())],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if found.returncode != 0:  # 1: not ignored (or tracked); 128: not a work tree
+        return None
+    return found.stdout.split("\t")[0].strip() or "a .gitignore rule"
 
 
 # ------------------------------------------------------------------------------------ statistics
