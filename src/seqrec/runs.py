@@ -4,7 +4,7 @@ Layout::
 
     RUN_DIR/
       config.toml        resolved configuration (what was actually run)
-      environment.json   versions, machine, threads, command line; each resumption's under "resumed"
+      environment.json   versions, code commit, CPU, threads, command line; each resumption's under "resumed"
       metrics.jsonl      one JSON line per epoch: loss, valid metrics, epoch and wall seconds
       best/              model.safetensors + model.json + vocab.json of the best valid epoch
       results.json       final valid/test metrics of the best epoch, baselines, timings
@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -102,6 +103,47 @@ def create_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC", from /proc/cpuinfo on Linux), else what the platform
+    says (often "" on Linux, hence /proc first). Runs on different CPUs round differently."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def source_commit() -> str | None:
+    """The git commit of the seqrec code that is running, when it runs from a git checkout
+    (e.g. ``pip install -e``), with "+dirty" if tracked files differ from it; None for an
+    installed package. The package version alone does not tell two commits apart."""
+    here = Path(__file__).resolve()
+    try:
+
+        def git(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["git", "-C", str(here.parent), *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+
+        # this very file must be tracked: a site-packages copy inside some other repository's
+        # folder (a venv in a checkout) is not that repository's code
+        if git("ls-files", "--error-unmatch", here.name).returncode != 0:
+            return None
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def environment() -> dict[str, Any]:
     import numpy as np
 
@@ -109,6 +151,8 @@ def environment() -> dict[str, Any]:
 
     return {
         "seqrec": seqrec.__version__,
+        "source": source_commit(),
+        "cpu": cpu_model(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
