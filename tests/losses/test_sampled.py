@@ -179,6 +179,17 @@ def test_sparse_scores_at_training_size(threads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_sparse_scores_check_is_not_fooled_by_the_callers_grad_mode():
+    """First used from evaluation code (no_grad, inference_mode), the check still passes."""
+    for mode in (torch.no_grad, torch.inference_mode):
+        sampled.sparse_scores_supported.cache_clear()
+        try:
+            with mode():
+                assert sampled.sparse_scores_supported()
+        finally:
+            sampled.sparse_scores_supported.cache_clear()
+
+
 def test_sparse_scores_check_refuses_a_wrong_kernel(monkeypatch):
     """The one-time check is a real comparison: a kernel that loses a repeated entry fails it,
     and gather_scores then falls back to the other methods."""

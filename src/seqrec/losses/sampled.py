@@ -106,8 +106,15 @@ def sparse_scores_supported() -> bool:
     product sums every entry of a row, which torch's CPU kernels do; a torch whose kernels
     assumed sorted, distinct columns would give wrong numbers silently. So the first call
     compares values and both gradients with the plain gather on a small case with repeats and
-    unsorted ids (float64), and :func:`gather_scores` falls back to "gather" if they differ.
+    unsorted ids (float64), and :func:`gather_scores` falls back to "dense" or "gather" if they
+    differ. The check runs with gradients on, whatever the caller's mode (a first call from
+    evaluation under ``torch.no_grad`` must not read as "unsupported" for the whole process).
     """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _sparse_scores_agree()
+
+
+def _sparse_scores_agree() -> bool:
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
     table = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
@@ -177,12 +184,13 @@ class _SparseGatherScores(torch.autograd.Function):
 
 #: Where "sparse" cannot run: above this many catalogue rows per scored column (C / M),
 #: :func:`gather_scores` gathers the M item rows of each position; below it, it scores the whole
-#: catalogue with a matmul and picks the M columns. Measured on Beauty shapes (N = 3,584, C = 12,101, M = 501, d = 64, one core):
-#: forward + backward 1.6-2.3 s gathered vs 0.5-0.7 s dense; the gather is memory-bound
-#: (N·M·d floats read twice and scattered once) where the matmul is compute-bound. On ML-1M
-#: shapes (N = 25,600, M = 101, d = 64, one thread, idle machine; benchmarks/gather_vs_dense.py)
-#: gathered / dense: C / M = 34 (ML-1M, K = 100) 1.33 s / 0.83 s, 48: 1.33 / 1.00, 59: 1.46 /
-#: 1.29, 79: 1.49 / 1.59, 198: 1.61 / 4.74; M = 51 at C / M = 67: 0.69 / 0.82. Hence 48.
+#: catalogue with a matmul and picks the M columns. Measured on Beauty shapes (N = 3,584,
+#: C = 12,101, M = 501, d = 64, one core): forward + backward 1.6-2.3 s gathered vs 0.5-0.7 s
+#: dense; the gather is memory-bound (N·M·d floats read twice and scattered once) where the
+#: matmul is compute-bound. On ML-1M shapes (N = 25,600, M = 101, d = 64, one thread, idle Intel
+#: Xeon, before "sparse" existed; benchmarks/gather_vs_dense.py) gathered / dense: C / M = 34
+#: (ML-1M, K = 100) 1.33 s / 0.83 s, 48: 1.33 / 1.00, 59: 1.46 / 1.29, 79: 1.49 / 1.59, 198:
+#: 1.61 / 4.74; M = 51 at C / M = 67: 0.69 / 0.82. Hence 48.
 DENSE_RATIO = 48
 
 
