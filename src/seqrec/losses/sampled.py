@@ -165,10 +165,12 @@ class _SparseGatherScores(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_t = torch.zeros_like(item_table)  # (C + 1, d)
             rows = max(1, SPARSE_BLOCK // m)
+            # int32 keys sort ~4x faster than int64 (and every catalogue here fits in them)
+            key = torch.int32 if item_table.shape[0] <= torch.iinfo(torch.int32).max else ids.dtype
             for s in range(0, n, rows):
                 flat = ids[s : s + rows].reshape(-1)  # (r·M,) the chunk's entries
-                # int32 sorts ~4x faster than int64; stable: each item's entries in row order
-                item, order = torch.sort(flat.to(torch.int32), stable=True)
+                # stable: each item's entries stay in row order (a fixed summation order)
+                item, order = torch.sort(flat.to(key), stable=True)
                 items, counts = torch.unique_consecutive(item, return_counts=True)  # (U,)
                 crow = torch.zeros(len(items) + 1, dtype=torch.int64, device=ids.device)
                 torch.cumsum(counts, 0, out=crow[1:])
