@@ -444,6 +444,25 @@ def test_published_curves_are_drawn_dashed_beside_ours(tmp_path):
     assert "the authors' published run" in paths["valid_ndcg_vs_epoch.svg"].read_text()
 
 
+def test_plots_are_the_same_files_when_redrawn(tmp_path):
+    """No date, fixed SVG ids: redrawing a report leaves its unchanged plots byte for byte."""
+    curves = {
+        "d": {
+            "m": [
+                [
+                    {"epoch": e, "loss": 1.0 / e, "wall_seconds": e, "valid": {"ndcg@10": 0.1 * e}}
+                    for e in (1, 2, 3)
+                ]
+            ]
+        }
+    }
+    first = plot_study(curves, tmp_path / "a")
+    again = plot_study(curves, tmp_path / "b")
+    assert first.keys() == again.keys() and any(k.endswith(".svg") for k in first)
+    for name, path in first.items():
+        assert path.read_bytes() == again[name].read_bytes(), name
+
+
 def test_seed_spread_says_where_ours_lies():
     assert seed_spread(0.0597, [0.0591, 0.0601]) == "in their range"
     assert seed_spread(0.0586, [0.0591, 0.0596, 0.0600, 0.0598, 0.0601]).startswith(

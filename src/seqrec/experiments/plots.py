@@ -218,7 +218,10 @@ def plot_curves(
     paths = []
     for fmt in FORMATS:
         path = out_stem.with_suffix(f".{fmt}")
-        fig.savefig(path, dpi=150, bbox_inches="tight")  # never clip the title or legend
+        # the same figure gives the same file (no date, fixed SVG ids): a redrawn report's
+        # unchanged plots do not show up as changed in version control
+        with matplotlib.rc_context({"svg.hashsalt": "seqrec"}):
+            fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"Date": None})
         paths.append(path)
         fig.set_layout_engine("none")  # keep the layout just computed: the next format reuses it
     return paths
