@@ -56,3 +56,14 @@ def test_source_commit_only_for_tracked_code(tmp_path, monkeypatch):
     assert runs.source_commit() == git("rev-parse", "--short", "HEAD") + "+dirty"
     monkeypatch.setattr(runs, "__file__", "/nonexistent/runs.py")
     assert runs.source_commit() is None
+
+
+def test_git_is_none_without_git_and_its_code_otherwise(tmp_path, monkeypatch):
+    """No git (or a git that cannot start) is an answer, not a crash: the environment record
+    and the report's ignore check both go on without it."""
+    if shutil.which("git") is not None:
+        done = runs.git(tmp_path, "rev-parse", "--is-inside-work-tree")
+        assert done is not None and done.returncode != 0  # tmp_path: not a work tree
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert runs.git(tmp_path, "status") is None
+    assert runs.source_commit() is None

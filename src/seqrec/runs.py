@@ -115,31 +115,34 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def git(folder: str | Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    """``git -C folder ARGS`` with its output captured as text, or None when git is missing,
+    cannot start or takes over 30 s. Its return code is the caller's to read."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def source_commit() -> str | None:
     """The git commit of the seqrec code that is running, when it runs from a git checkout
     (e.g. ``pip install -e``), with "+dirty" if tracked files differ from it; None for an
     installed package. The package version alone does not tell two commits apart."""
     here = Path(__file__).resolve()
-    try:
-
-        def git(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                ["git", "-C", str(here.parent), *args],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-
-        # this very file must be tracked: a site-packages copy inside some other repository's
-        # folder (a venv in a checkout) is not that repository's code
-        if git("ls-files", "--error-unmatch", here.name).returncode != 0:
-            return None
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", ".")
-    except (OSError, subprocess.SubprocessError):
+    # this very file must be tracked: a site-packages copy inside some other repository's
+    # folder (a venv in a checkout) is not that repository's code
+    tracked = git(here.parent, "ls-files", "--error-unmatch", here.name)
+    if tracked is None or tracked.returncode != 0:
         return None
-    if head.returncode != 0:
+    head = git(here.parent, "rev-parse", "--short", "HEAD")
+    dirty = git(here.parent, "status", "--porcelain", "--untracked-files=no", ".")
+    if head is None or dirty is None or head.returncode != 0:
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 

@@ -46,7 +46,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import time
 import warnings
 from collections import Counter
@@ -477,15 +476,8 @@ def git_ignore_rule(records_dir: str | Path) -> str | None:
     redrawn anywhere else."""
     records_dir = Path(records_dir)
     probe = next(records_dir.glob(f"*/{runs.RESULTS}"), records_dir)
-    try:
-        found = subprocess.run(
-            ["git", "-C", str(records_dir), "check-ignore", "-v", str(probe.resolve())],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+    found = runs.git(records_dir, "check-ignore", "-v", str(probe.resolve()))
+    if found is None:
         return None
     if found.returncode != 0:  # 1: not ignored (or tracked); 128: not a work tree
         return None
