@@ -662,7 +662,8 @@ def report(
     if "runs" in written:
         typer.echo(f"runs:   {written['runs']}/ (each run's record, no weights)")
         rule = git_ignore_rule(written["runs"])
-        if rule is not None:
+        # a report that git ignores as a whole (e.g. runs/quickstart/report) is scratch output
+        if rule is not None and git_ignore_rule(written["report.md"]) is None:
             typer.echo(
                 f"warning: git ignores {written['runs']}/ (rule {rule}), so a commit of this "
                 "report leaves out the records it is redrawn from; anchor the pattern to the "

@@ -610,6 +610,14 @@ def test_report_warns_when_git_would_leave_its_records_out(tmp_path, monkeypatch
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "warning" not in err
     assert git_ignore_rule(tmp_path / "made") is None  # not in a work tree
+    # a report inside the ignored top runs/ folder (the README's quickstart) is not for
+    # committing: its records being ignored with it is no news
+    inside = ["report", str(root), "--out-dir", str(repo / "runs" / "study" / "report")]
+    code, _, err = run_cli(monkeypatch, capsys, *inside, "--no-plots")
+    assert code == 0 and "warning" not in err
+    assert (
+        git_ignore_rule(repo / "runs" / "study" / "report" / "report.md") == ".gitignore:1:/runs/"
+    )
 
 
 def test_report_doctests_run() -> None:

@@ -469,14 +469,15 @@ def keep_records(records: Sequence[RunRecord], dest: str | Path) -> Path:
 
 
 def git_ignore_rule(records_dir: str | Path) -> str | None:
-    """The rule ("FILE:LINE:PATTERN") by which git ignores the records in ``records_dir``, or
-    None: not ignored, already tracked, not in a git work tree, or no git. A report's records
+    """The rule ("FILE:LINE:PATTERN") by which git ignores the records in ``records_dir`` (or
+    that file), or None: not ignored, already tracked, not in a git work tree, or no git. A report's records
     are for committing next to it; a repository that ignores every ``runs/`` folder (a common
     pattern for training output) would silently leave them out, and the report could not be
     redrawn anywhere else."""
     records_dir = Path(records_dir)
     probe = next(records_dir.glob(f"*/{runs.RESULTS}"), records_dir)
-    found = runs.git(records_dir, "check-ignore", "-v", str(probe.resolve()))
+    folder = records_dir if records_dir.is_dir() else records_dir.parent  # a file: itself
+    found = runs.git(folder, "check-ignore", "-v", str(probe.resolve()))
     if found is None:
         return None
     if found.returncode != 0:  # 1: not ignored (or tracked); 128: not a work tree
