@@ -468,19 +468,19 @@ def keep_records(records: Sequence[RunRecord], dest: str | Path) -> Path:
     return dest
 
 
-def git_ignore_rule(records_dir: str | Path) -> str | None:
-    """The rule ("FILE:LINE:PATTERN") by which git ignores the records in ``records_dir`` (or
-    that file), or None: not ignored, already tracked, not in a git work tree, or no git. A report's records
-    are for committing next to it; a repository that ignores every ``runs/`` folder (a common
-    pattern for training output) would silently leave them out, and the report could not be
-    redrawn anywhere else."""
-    records_dir = Path(records_dir)
-    probe = next(records_dir.glob(f"*/{runs.RESULTS}"), records_dir)
-    folder = records_dir if records_dir.is_dir() else records_dir.parent  # a file: itself
+def git_ignore_rule(path: str | Path) -> str | None:
+    """The rule ("FILE:LINE:PATTERN") by which git ignores ``path`` (a file, or a folder of run
+    records, probed by one run's results file), or None: not ignored, already tracked, not in a
+    git work tree, or no git. A report's records are for committing next to it; a repository
+    that ignores every ``runs/`` folder (a common pattern for training output) would silently
+    leave them out, and the report could not be redrawn anywhere else."""
+    path = Path(path)
+    if path.is_dir():
+        folder, probe = path, next(path.glob(f"*/{runs.RESULTS}"), path)
+    else:
+        folder, probe = path.parent, path
     found = runs.git(folder, "check-ignore", "-v", str(probe.resolve()))
-    if found is None:
-        return None
-    if found.returncode != 0:  # 1: not ignored (or tracked); 128: not a work tree
+    if found is None or found.returncode != 0:  # 1: not ignored (or tracked); 128: no work tree
         return None
     return found.stdout.split("\t")[0].strip() or "a .gitignore rule"
 
